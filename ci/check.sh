@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole CI, runnable the same on a laptop: formatting, lints, tests, docs, benches compile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+# Keep the 2-core CI machine's build fast and deterministic.
+export CARGO_INCREMENTAL=0
+
+echo "== fmt";    cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== test";   cargo test --workspace
+echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+echo "== bench (compile only)"; cargo bench --workspace --no-run
