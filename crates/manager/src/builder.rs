@@ -1,0 +1,137 @@
+//! Choosing a manager's backend, wakeup, clock and panic hook.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use ioman_poll::{Backend, DefaultBackend, Interest, Mode};
+use ioman_timers::{Clock, MonotonicClock, TimerQueue};
+use ioman_wakeup::Wakeup;
+
+use crate::event_loop::{default_panic_hook, Counters, LoopState, CREATED};
+use crate::sync::{AtomicU64, AtomicU8, Mutex};
+use crate::table::Table;
+use crate::{EventManager, PanicHook};
+
+/// Builds an [`EventManager`] with a chosen backend, wakeup, clock or panic hook.
+///
+/// # Examples
+///
+/// A manager on poll(2) whose timeouts follow a manual clock, as tests use it:
+///
+/// ```
+/// use ioman::{EventManager, ManualClock};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let manager = EventManager::builder()
+///     .backend(ioman_poll::Poll::new()?)
+///     .clock(clock.clone())
+///     .build()?;
+/// let fired = Arc::new(AtomicBool::new(false));
+/// let f = fired.clone();
+/// manager.register_timeout(Duration::from_secs(60), move |_| f.store(true, Ordering::SeqCst))?;
+///
+/// manager.step(Some(Duration::ZERO))?;
+/// assert!(!fired.load(Ordering::SeqCst));
+/// clock.advance(Duration::from_secs(60));
+/// manager.step(Some(Duration::ZERO))?;
+/// assert!(fired.load(Ordering::SeqCst));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Builder<B: Backend + 'static = DefaultBackend> {
+    backend: Box<dyn FnOnce() -> io::Result<B>>,
+    wakeup: Option<Wakeup>,
+    clock: Arc<dyn Clock>,
+    panic_hook: PanicHook,
+}
+
+impl Builder<DefaultBackend> {
+    /// The defaults: [`DefaultBackend`], [`Wakeup::new`] (eventfd, or a pipe where eventfd is
+    /// refused), the monotonic clock, and a panic hook that prints a line on stderr.
+    pub fn new() -> Self {
+        Builder {
+            backend: Box::new(DefaultBackend::new),
+            wakeup: None,
+            clock: Arc::new(MonotonicClock),
+            panic_hook: Arc::new(default_panic_hook),
+        }
+    }
+}
+
+impl Default for Builder<DefaultBackend> {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl<B: Backend + 'static> Builder<B> {
+    /// Uses `backend` (for example [`ioman_poll::Poll`] to run on poll(2)).
+    pub fn backend<B2: Backend + 'static>(self, backend: B2) -> Builder<B2> {
+        Builder {
+            backend: Box::new(move || Ok(backend)),
+            wakeup: self.wakeup,
+            clock: self.clock,
+            panic_hook: self.panic_hook,
+        }
+    }
+
+    /// Uses `wakeup` to interrupt the loop (for example [`Wakeup::pipe`]).
+    pub fn wakeup(mut self, wakeup: Wakeup) -> Self {
+        self.wakeup = Some(wakeup);
+        self
+    }
+
+    /// Runs timeouts on `clock` (for example a [`ManualClock`](ioman_timers::ManualClock) in
+    /// tests; after advancing it, call [`EventManager::wake`] if a loop is blocked).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Calls `hook` with the payload of every callback panic (the default prints a line on
+    /// stderr). The hook runs on the loop thread; a panic inside it is swallowed.
+    pub fn panic_hook(mut self, hook: impl Fn(&(dyn Any + Send)) + Send + Sync + 'static) -> Self {
+        self.panic_hook = Arc::new(hook);
+        self
+    }
+
+    /// Builds the manager: creates the backend and the wakeup and registers the wakeup's fd.
+    ///
+    /// # Errors
+    ///
+    /// When the backend or the wakeup cannot be created or registered (`EMFILE`, `ENOMEM`).
+    pub fn build(self) -> io::Result<EventManager<B>> {
+        let backend = (self.backend)()?;
+        let wakeup = match self.wakeup {
+            Some(w) => w,
+            None => Wakeup::new()?,
+        };
+        backend.register(wakeup.as_raw_fd(), 0, Interest::READ, Mode::Level)?;
+        Ok(EventManager {
+            caps: backend.capabilities(),
+            backend,
+            table: Table::new(),
+            timers: Mutex::new(TimerQueue::with_clock(self.clock)),
+            wakeup,
+            state: AtomicU8::new(CREATED),
+            loop_state: Mutex::new(LoopState::new()),
+            loop_thread: AtomicU64::new(0),
+            waiters: Default::default(),
+            panic_hook: self.panic_hook,
+            counters: Counters::default(),
+        })
+    }
+}
+
+impl<B: Backend + 'static> fmt::Debug for Builder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("wakeup", &self.wakeup)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,315 @@
+//! One manager per core (the Mio design): N [`EventManager`]s, each looping on its own thread,
+//! each fd owned by exactly one of them.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use ioman_poll::{Backend, DefaultBackend, Interest, Readiness};
+use ioman_timers::{Clock, MonotonicClock};
+
+use crate::event_loop::LoopHandle;
+use crate::sync::{lock, Mutex};
+use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
+
+/// N event managers, one loop thread each (GHC's one manager per capability, after the Mio
+/// paper).
+///
+/// **Ownership.** An fd belongs to the manager `fd % N`. Choosing by fd number (rather than by
+/// the registering thread, as GHC does) means [`unregister_fd`](Pool::unregister_fd) and
+/// [`close_fd`](Pool::close_fd) touch exactly one manager with no lookup, whatever thread
+/// calls them, and a reused fd number lands in the same manager, whose stripe lock orders the
+/// close before any new registration (GHC has to lock that stripe in every manager on close).
+/// The kernel hands out the lowest free fd numbers, so connections spread evenly.
+///
+/// **Timeouts** live in one timer queue per manager. A timeout registered from a callback
+/// goes to that callback's manager (the `&EventManager` it is given), so a connection's idle
+/// timeout runs on the same thread as its fd callbacks and needs no cross-thread wake; from
+/// other threads use [`Pool::current`]. One queue per manager was chosen over one shared
+/// timer thread because the hot path of a server (push a connection's timeout later on each
+/// request) then takes an uncontended lock on the thread that owns it.
+///
+/// Threads are not pinned to cores (that needs `sched_setaffinity`, outside this crate's
+/// `forbid(unsafe_code)`); pin the loop threads yourself through [`LoopHandle::thread`] if
+/// you need it.
+///
+/// # Examples
+///
+/// ```
+/// use ioman::{Interest, Lifetime, Pool};
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use std::os::unix::net::UnixStream;
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+///
+/// let pool = Pool::new(2)?;
+/// let (mut a, b) = UnixStream::pair()?;
+/// let (tx, rx) = mpsc::channel();
+/// pool.register_fd(b.as_raw_fd(), Interest::READ, Lifetime::OneShot, move |_, key, r| {
+///     tx.send((key.fd(), r.is_readable())).unwrap();
+/// })?;
+/// a.write_all(b"x")?;
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (b.as_raw_fd(), true));
+/// pool.shutdown();
+/// pool.join()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Pool<B: Backend + 'static = DefaultBackend> {
+    managers: Vec<Arc<EventManager<B>>>,
+    handles: Mutex<Vec<LoopHandle>>,
+}
+
+/// Builds a [`Pool`]; see [`Pool::builder`].
+pub struct PoolBuilder<B: Backend + 'static = DefaultBackend> {
+    threads: usize,
+    backend: Arc<dyn Fn() -> io::Result<B> + Send + Sync>,
+    clock: Arc<dyn Clock>,
+    panic_hook: Option<PanicHook>,
+}
+
+impl Pool<DefaultBackend> {
+    /// A pool of `threads` managers on the default backend (at least one).
+    ///
+    /// # Errors
+    ///
+    /// When a backend, a wakeup or a thread cannot be created.
+    pub fn new(threads: usize) -> io::Result<Self> {
+        Pool::builder().threads(threads).build()
+    }
+
+    /// A builder; the default thread count is the number of available cores.
+    pub fn builder() -> PoolBuilder<DefaultBackend> {
+        PoolBuilder {
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            backend: Arc::new(DefaultBackend::new),
+            clock: Arc::new(MonotonicClock),
+            panic_hook: None,
+        }
+    }
+}
+
+impl<B: Backend + 'static> PoolBuilder<B> {
+    /// The number of managers (and loop threads); at least one.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Makes each manager's backend with `make` (for example `ioman_poll::Poll::new`).
+    pub fn backend<B2: Backend + 'static>(
+        self,
+        make: impl Fn() -> io::Result<B2> + Send + Sync + 'static,
+    ) -> PoolBuilder<B2> {
+        PoolBuilder {
+            threads: self.threads,
+            backend: Arc::new(make),
+            clock: self.clock,
+            panic_hook: self.panic_hook,
+        }
+    }
+
+    /// Runs every manager's timeouts on `clock`.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Reports callback panics of every manager to `hook`.
+    pub fn panic_hook(
+        mut self,
+        hook: impl Fn(&(dyn std::any::Any + Send)) + Send + Sync + 'static,
+    ) -> Self {
+        self.panic_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Creates the managers and starts their loops.
+    ///
+    /// # Errors
+    ///
+    /// When a backend, a wakeup or a thread cannot be created (the managers already started
+    /// are shut down).
+    pub fn build(self) -> io::Result<Pool<B>> {
+        let mut managers = Vec::with_capacity(self.threads);
+        for _ in 0..self.threads {
+            let make = Arc::clone(&self.backend);
+            let mut b = Builder::new()
+                .backend(make()?)
+                .clock(Arc::clone(&self.clock));
+            if let Some(h) = &self.panic_hook {
+                let h = Arc::clone(h);
+                b = b.panic_hook(move |p| h(p));
+            }
+            managers.push(Arc::new(b.build()?));
+        }
+        let pool = Pool {
+            managers,
+            handles: Mutex::new(Vec::new()),
+        };
+        for m in &pool.managers {
+            match m.spawn() {
+                Ok(h) => lock(&pool.handles).push(h),
+                Err(e) => {
+                    pool.shutdown();
+                    let _ = pool.join();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+}
+
+impl<B: Backend + 'static> Pool<B> {
+    /// The number of managers.
+    pub fn len(&self) -> usize {
+        self.managers.len()
+    }
+
+    /// Always `false`: a pool has at least one manager.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The managers, in order.
+    pub fn managers(&self) -> &[Arc<EventManager<B>>] {
+        &self.managers
+    }
+
+    /// The manager that owns `fd`: number `fd % len()`.
+    pub fn manager_for(&self, fd: impl AsRawFd) -> &Arc<EventManager<B>> {
+        let fd = fd.as_raw_fd();
+        &self.managers[fd.rem_euclid(self.managers.len() as RawFd) as usize]
+    }
+
+    /// The manager whose loop runs on the calling thread, or, on any other thread, one
+    /// chosen by the thread's identity (so one thread keeps using one manager).
+    pub fn current(&self) -> &Arc<EventManager<B>> {
+        if let Some(m) = self.managers.iter().find(|m| m.on_loop_thread()) {
+            return m;
+        }
+        let id = crate::event_loop::thread_id() as usize;
+        &self.managers[id % self.managers.len()]
+    }
+
+    /// [`EventManager::register_fd`] on the fd's manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::register_fd`].
+    pub fn register_fd<F>(
+        &self,
+        fd: impl AsRawFd,
+        interest: Interest,
+        lifetime: Lifetime,
+        callback: F,
+    ) -> io::Result<FdKey>
+    where
+        F: FnMut(&EventManager<B>, FdKey, Readiness) + Send + 'static,
+    {
+        let fd = fd.as_raw_fd();
+        self.manager_for(fd)
+            .register_fd(fd, interest, lifetime, callback)
+    }
+
+    /// [`EventManager::unregister_fd`] on the key's manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::unregister_fd`].
+    pub fn unregister_fd(&self, key: FdKey) -> io::Result<bool> {
+        self.manager_for(key.fd()).unregister_fd(key)
+    }
+
+    /// [`EventManager::close_fd`] on the fd's manager; safe from any thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::close_fd`].
+    pub fn close_fd(&self, fd: impl Into<OwnedFd>) -> io::Result<usize> {
+        let fd: OwnedFd = fd.into();
+        let m = Arc::clone(self.manager_for(fd.as_raw_fd()));
+        m.close_fd(fd)
+    }
+
+    /// [`EventManager::wait_readable`] on the fd's manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::wait_readable`].
+    pub fn wait_readable(
+        &self,
+        fd: impl AsRawFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        let fd = fd.as_raw_fd();
+        self.manager_for(fd).wait_readable(fd, timeout)
+    }
+
+    /// [`EventManager::wait_writable`] on the fd's manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::wait_writable`].
+    pub fn wait_writable(
+        &self,
+        fd: impl AsRawFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        let fd = fd.as_raw_fd();
+        self.manager_for(fd).wait_writable(fd, timeout)
+    }
+
+    /// Shuts every manager down (see [`EventManager::shutdown`]): all loops stop, every waiter
+    /// is released with [`ShutDown`](crate::ShutDown).
+    pub fn shutdown(&self) {
+        for m in &self.managers {
+            m.shutdown();
+        }
+    }
+
+    /// Waits for every loop thread to finish (after [`shutdown`](Self::shutdown)).
+    ///
+    /// # Errors
+    ///
+    /// The first loop error.
+    pub fn join(&self) -> io::Result<()> {
+        let handles = std::mem::take(&mut *lock(&self.handles));
+        let mut result = Ok(());
+        for h in handles {
+            if let Err(e) = h.join() {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl<B: Backend + 'static> Drop for Pool<B> {
+    fn drop(&mut self) {
+        self.shutdown();
+        let _ = self.join();
+    }
+}
+
+impl<B: Backend + 'static> fmt::Debug for Pool<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("managers", &self.managers)
+            .finish()
+    }
+}
+
+impl<B: Backend + 'static> fmt::Debug for PoolBuilder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,301 @@
+//! The callback table: fd → registrations, split into lock stripes, and the code that keeps
+//! the kernel's view of each fd in step with its registrations.
+//!
+//! Every change to an fd's registrations and the backend call that follows it happen under
+//! that fd's stripe lock, on the calling thread (the Mio design): the kernel and the table
+//! never diverge, whatever order one-shot and multi-shot registrations come in (GHC hazard
+//! H1: a fired one-shot leaves the fd disarmed in the kernel, so a later registration must
+//! `MOD`, and an `ADD` that finds the fd present falls back to `MOD`).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use ioman_poll::{Backend, Capabilities, Interest, Mode, Readiness};
+
+use crate::sync::{lock, Mutex, MutexGuard};
+use crate::{FdCallback, FdKey, Lifetime};
+
+/// Number of lock stripes; a power of two, as in GHC (`callbackArraySize = 32`).
+pub(crate) const STRIPES: usize = 32;
+
+/// One registration of a callback on an fd.
+pub(crate) struct Reg<B: Backend + 'static> {
+    pub(crate) id: u64,
+    pub(crate) interest: Interest,
+    pub(crate) lifetime: Lifetime,
+    /// `None` while a multi-shot callback is running on the loop thread.
+    pub(crate) cb: Option<FdCallback<B>>,
+}
+
+/// What the kernel has been told about an fd.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Kernel {
+    pub(crate) interest: Interest,
+    pub(crate) mode: Mode,
+    /// `false` once a one-shot registration has fired: still known to the kernel, disarmed.
+    pub(crate) armed: bool,
+}
+
+/// Everything the manager knows about one fd number.
+pub(crate) struct FdEntry<B: Backend + 'static> {
+    /// The key given to the backend; bumped on every kernel `ADD`, so events from an earlier
+    /// kernel registration of the same fd number are recognised as stale and dropped.
+    pub(crate) gen: u32,
+    pub(crate) kernel: Option<Kernel>,
+    pub(crate) regs: Vec<Reg<B>>,
+}
+
+impl<B: Backend + 'static> Default for FdEntry<B> {
+    fn default() -> Self {
+        FdEntry {
+            gen: 0,
+            kernel: None,
+            regs: Vec::new(),
+        }
+    }
+}
+
+/// One lock stripe: the entries of every fd with `fd % STRIPES == index`.
+pub(crate) struct Stripe<B: Backend + 'static> {
+    entries: Vec<FdEntry<B>>,
+    next_id: u64,
+    /// Ids of multi-shot registrations that `close_fd` removed while their callback was
+    /// running; the loop delivers `CLOSED` to them when the callback comes back.
+    pub(crate) closed_while_running: Vec<u64>,
+}
+
+impl<B: Backend + 'static> Stripe<B> {
+    fn new(index: usize) -> Self {
+        Stripe {
+            entries: Vec::new(),
+            // Ids are unique per manager: the low bits name the stripe.
+            next_id: index as u64,
+            closed_while_running: Vec::new(),
+        }
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += STRIPES as u64;
+        id
+    }
+
+    /// The entry of `fd`, if one was ever created.
+    pub(crate) fn get(&mut self, fd: RawFd) -> Option<&mut FdEntry<B>> {
+        self.entries.get_mut(slot(fd))
+    }
+
+    /// The entry of `fd`, created empty if needed.
+    pub(crate) fn entry(&mut self, fd: RawFd) -> &mut FdEntry<B> {
+        let i = slot(fd);
+        if i >= self.entries.len() {
+            self.entries.resize_with(i + 1, FdEntry::default);
+        }
+        &mut self.entries[i]
+    }
+
+    /// The number of live registrations in this stripe.
+    pub(crate) fn live_regs(&self) -> usize {
+        self.entries.iter().map(|e| e.regs.len()).sum()
+    }
+
+    /// Takes every registration of every fd, leaving the stripe empty (shutdown).
+    pub(crate) fn drain(&mut self) -> Vec<(RawFd, FdEntry<B>)> {
+        let mut out = Vec::new();
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if !e.regs.is_empty() || e.kernel.is_some() {
+                let fd = (i * STRIPES) as RawFd; // low bits restored by the caller
+                out.push((fd, std::mem::take(e)));
+            }
+        }
+        self.entries.clear();
+        out
+    }
+}
+
+fn slot(fd: RawFd) -> usize {
+    fd as usize / STRIPES
+}
+
+/// The striped table.
+pub(crate) struct Table<B: Backend + 'static> {
+    stripes: Box<[Mutex<Stripe<B>>]>,
+}
+
+impl<B: Backend + 'static> Table<B> {
+    pub(crate) fn new() -> Self {
+        Table {
+            stripes: (0..STRIPES).map(|i| Mutex::new(Stripe::new(i))).collect(),
+        }
+    }
+
+    pub(crate) fn lock(&self, fd: RawFd) -> MutexGuard<'_, Stripe<B>> {
+        lock(&self.stripes[fd as usize % STRIPES])
+    }
+
+    pub(crate) fn lock_index(&self, index: usize) -> MutexGuard<'_, Stripe<B>> {
+        lock(&self.stripes[index])
+    }
+}
+
+impl<B: Backend + 'static> FdEntry<B> {
+    /// What the kernel should be told, given the live registrations: the union of their
+    /// interests, one-shot only if every registration is one-shot (GHC's `EventLifetime`
+    /// supremum) and the backend supports it.
+    fn desired(&self, caps: &Capabilities) -> Option<(Interest, Mode)> {
+        let mut it = self.regs.iter();
+        let first = it.next()?;
+        let mut interest = first.interest;
+        let mut oneshot = first.lifetime == Lifetime::OneShot;
+        for r in it {
+            interest |= r.interest;
+            oneshot &= r.lifetime == Lifetime::OneShot;
+        }
+        let mode = if oneshot && caps.oneshot {
+            Mode::Oneshot
+        } else {
+            Mode::Level
+        };
+        Some((interest, mode))
+    }
+
+    /// Brings the kernel in line with the registrations, with the fewest syscalls: none when
+    /// nothing changed, one `MOD` to re-arm a one-shot, `ADD` only when the kernel does not
+    /// know the fd (and `MOD` when an `ADD` finds it present, or `ADD` when a `MOD` finds it
+    /// absent). An fd left without registrations stays in the kernel if it is one-shot (it is
+    /// disarmed or will disarm itself after one event, and re-arming later is a single `MOD`)
+    /// and is removed if it is level-triggered.
+    ///
+    /// Returns whether a backend call was made. On error the kernel state is as before.
+    pub(crate) fn sync(&mut self, fd: RawFd, backend: &B, caps: &Capabilities) -> io::Result<bool> {
+        match (self.kernel, self.desired(caps)) {
+            (None, None) => Ok(false),
+            (Some(k), None) => {
+                if k.mode == Mode::Oneshot {
+                    return Ok(false);
+                }
+                self.kernel = None;
+                // The fd may already be closed (the user closed it without `close_fd`): the
+                // kernel forgot it then, which is exactly what we wanted.
+                match backend.deregister(fd) {
+                    Ok(()) => Ok(true),
+                    Err(e) if gone(&e) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(k), Some((interest, mode))) => {
+                if k.armed && k.interest == interest && k.mode == mode {
+                    return Ok(false);
+                }
+                match backend.modify(fd, self.gen, interest, mode) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // The fd was closed behind our back and its number reused: the kernel
+                        // does not know this one yet.
+                        self.add(fd, backend, interest, mode)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.kernel = Some(Kernel {
+                    interest,
+                    mode,
+                    armed: true,
+                });
+                Ok(true)
+            }
+            (None, Some((interest, mode))) => {
+                self.add(fd, backend, interest, mode)?;
+                self.kernel = Some(Kernel {
+                    interest,
+                    mode,
+                    armed: true,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    fn add(&mut self, fd: RawFd, backend: &B, interest: Interest, mode: Mode) -> io::Result<()> {
+        let gen = self.gen.wrapping_add(1);
+        match backend.register(fd, gen, interest, mode) {
+            Ok(()) => {}
+            // Known to the kernel already (a dup of a closed fd, or a registration made
+            // outside the manager): take it over.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                backend.modify(fd, gen, interest, mode)?
+            }
+            Err(e) => return Err(e),
+        }
+        self.gen = gen;
+        Ok(())
+    }
+
+    /// Called by the loop for an event of this entry's current kernel registration: marks a
+    /// one-shot registration disarmed and takes out the registrations the readiness
+    /// satisfies (one-shot ones removed, multi-shot ones lent out), pushing them to `fired`.
+    pub(crate) fn fire(&mut self, fd: RawFd, readiness: Readiness, fired: &mut Vec<Fired<B>>) {
+        if let Some(k) = &mut self.kernel {
+            if k.mode == Mode::Oneshot {
+                k.armed = false;
+            }
+        }
+        let mut i = 0;
+        while i < self.regs.len() {
+            let r = &mut self.regs[i];
+            if r.cb.is_none() || !readiness.satisfies(r.interest) {
+                i += 1;
+                continue;
+            }
+            let delivered = mask(readiness, r.interest);
+            let key = FdKey { fd, id: r.id };
+            if r.lifetime == Lifetime::OneShot {
+                let r = self.regs.swap_remove(i);
+                if let Some(cb) = r.cb {
+                    fired.push(Fired {
+                        key,
+                        readiness: delivered,
+                        cb,
+                        multishot: false,
+                    });
+                }
+            } else {
+                if let Some(cb) = r.cb.take() {
+                    fired.push(Fired {
+                        key,
+                        readiness: delivered,
+                        cb,
+                        multishot: true,
+                    });
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// What a registration is told: the readiness it asked for, plus error, hang-up and close,
+/// which concern everyone (GHC over-delivered the kernel's whole mask, hazard H6).
+pub(crate) fn mask(readiness: Readiness, interest: Interest) -> Readiness {
+    let mut bits =
+        readiness.bits() & (Readiness::ERROR | Readiness::HANGUP | Readiness::CLOSED).bits();
+    if interest.is_readable() {
+        bits |= readiness.bits() & Readiness::READABLE.bits();
+    }
+    if interest.is_writable() {
+        bits |= readiness.bits() & Readiness::WRITABLE.bits();
+    }
+    Readiness::from_bits(bits)
+}
+
+/// Whether a backend error means the fd is no longer known (closed, or never registered).
+pub(crate) fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EBADF)
+}
+
+/// A callback taken out of the table to run outside every lock.
+pub(crate) struct Fired<B: Backend + 'static> {
+    pub(crate) key: FdKey,
+    pub(crate) readiness: Readiness,
+    pub(crate) cb: FdCallback<B>,
+    pub(crate) multishot: bool,
+}

@@ -1,0 +1,254 @@
+//! Thread helpers after GHC's `threadWaitRead`, `threadWaitWrite`, `threadDelay` and
+//! `registerDelay`: block the calling thread until an fd is ready or a time has passed.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ioman_poll::{Backend, Interest, Readiness};
+use slab::Slab;
+
+use crate::sync::{lock, Condvar, Mutex};
+use crate::{shut_down, EventManager, Lifetime, TimeoutKey};
+
+/// One blocked thread's result, completed once (the first completion wins).
+struct Slot {
+    result: Mutex<Option<io::Result<Readiness>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            result: Mutex::new(None),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn complete(&self, r: io::Result<Readiness>) {
+        let mut g = lock(&self.result);
+        if g.is_none() {
+            *g = Some(r);
+            self.ready.notify_one();
+        }
+    }
+
+    fn wait(&self) -> io::Result<Readiness> {
+        let mut g = lock(&self.result);
+        loop {
+            if let Some(r) = g.take() {
+                return r;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Every thread blocked in a wait helper, so shutdown can release them all.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    inner: Mutex<WaitersInner>,
+}
+
+#[derive(Default)]
+struct WaitersInner {
+    slots: Slab<Arc<Slot>>,
+    released: bool,
+}
+
+impl Waiters {
+    fn insert(&self, slot: &Arc<Slot>) -> io::Result<usize> {
+        let mut g = lock(&self.inner);
+        if g.released {
+            return Err(shut_down());
+        }
+        Ok(g.slots.insert(Arc::clone(slot)))
+    }
+
+    fn remove(&self, id: usize) {
+        lock(&self.inner).slots.try_remove(id);
+    }
+
+    /// Completes every waiter with [`ShutDown`](crate::ShutDown); later waits fail at once.
+    pub(crate) fn release_all(&self) {
+        let slots = {
+            let mut g = lock(&self.inner);
+            g.released = true;
+            std::mem::take(&mut g.slots)
+        };
+        for (_, s) in slots {
+            s.complete(Err(shut_down()));
+        }
+    }
+}
+
+/// The error a waiter gets when its fd is closed through [`EventManager::close_fd`]: `EBADF`,
+/// as GHC's `threadWait` throws.
+fn closed() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for the fd")
+}
+
+/// A flag set when a delay expires; see [`EventManager::delay`].
+#[derive(Debug, Clone)]
+pub struct Delay {
+    flag: Arc<AtomicBool>,
+    key: TimeoutKey,
+}
+
+impl Delay {
+    /// Whether the delay has expired.
+    pub fn is_expired(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The delay's timeout, to move it with [`EventManager::update_timeout`] or cancel it
+    /// with [`EventManager::unregister_timeout`].
+    pub fn key(&self) -> TimeoutKey {
+        self.key
+    }
+}
+
+impl<B: Backend + 'static> EventManager<B> {
+    /// Blocks the calling thread until `fd` is readable (GHC's `threadWaitRead`), or until
+    /// `timeout` passes on the manager's clock. Returns the readiness (readable, or error or
+    /// hang-up). The loop must be running on another thread.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](io::ErrorKind::TimedOut) after `timeout`; `EBADF` (raw OS error) when the
+    /// fd is closed through [`close_fd`](Self::close_fd) meanwhile;
+    /// [`ShutDown`](crate::ShutDown) when the manager is shut down;
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) when called on the loop thread (it would wait
+    /// for itself); the errors of [`register_fd`](Self::register_fd), except that a file
+    /// type the backend cannot watch (a regular file) is reported ready at once, as it is
+    /// always ready.
+    pub fn wait_readable(
+        &self,
+        fd: impl AsRawFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        self.wait_fd(fd.as_raw_fd(), Interest::READ, timeout)
+    }
+
+    /// Blocks the calling thread until `fd` is writable (GHC's `threadWaitWrite`); as
+    /// [`wait_readable`](Self::wait_readable).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_readable`](Self::wait_readable).
+    pub fn wait_writable(
+        &self,
+        fd: impl AsRawFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        self.wait_fd(fd.as_raw_fd(), Interest::WRITE, timeout)
+    }
+
+    fn wait_fd(
+        &self,
+        fd: std::os::fd::RawFd,
+        interest: Interest,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        self.refuse_loop_thread()?;
+        let slot = Slot::new();
+        let wid = self.waiters.insert(&slot)?;
+        let s = Arc::clone(&slot);
+        let registered = self.register_fd(fd, interest, Lifetime::OneShot, move |_, _, r| {
+            s.complete(if r.is_closed() { Err(closed()) } else { Ok(r) })
+        });
+        let fd_key = match registered {
+            Ok(k) => k,
+            Err(e) => {
+                self.waiters.remove(wid);
+                if e.kind() == io::ErrorKind::Unsupported {
+                    return Ok(if interest.is_readable() {
+                        Readiness::READABLE
+                    } else {
+                        Readiness::WRITABLE
+                    });
+                }
+                return Err(e);
+            }
+        };
+        let timer = match timeout {
+            None => None,
+            Some(d) => {
+                let s = Arc::clone(&slot);
+                match self.register_timeout(d, move |_| s.complete(Err(timed_out()))) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        let _ = self.unregister_fd(fd_key);
+                        self.waiters.remove(wid);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let r = slot.wait();
+        // Whichever side did not fire is removed (a no-op for the one that did).
+        let _ = self.unregister_fd(fd_key);
+        if let Some(t) = timer {
+            self.unregister_timeout(t);
+        }
+        self.waiters.remove(wid);
+        r
+    }
+
+    /// Blocks the calling thread for `duration` on the manager's clock (GHC's
+    /// `threadDelay`). The loop must be running on another thread.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutDown`](crate::ShutDown) when the manager is shut down before the time is up;
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) when called on the loop thread.
+    pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        self.refuse_loop_thread()?;
+        let slot = Slot::new();
+        let wid = self.waiters.insert(&slot)?;
+        let s = Arc::clone(&slot);
+        let key = match self.register_timeout(duration, move |_| s.complete(Ok(Readiness::EMPTY))) {
+            Ok(k) => k,
+            Err(e) => {
+                self.waiters.remove(wid);
+                return Err(e);
+            }
+        };
+        let r = slot.wait();
+        self.unregister_timeout(key);
+        self.waiters.remove(wid);
+        r.map(drop)
+    }
+
+    /// Returns a flag that the loop sets when `duration` has passed (GHC's `registerDelay`).
+    /// Dropping the [`Delay`] does not cancel it; use
+    /// [`unregister_timeout`](Self::unregister_timeout) with [`Delay::key`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShutDown`](crate::ShutDown) after shutdown.
+    pub fn delay(&self, duration: Duration) -> io::Result<Delay> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = Arc::clone(&flag);
+        let key = self.register_timeout(duration, move |_| {
+            f.store(true, std::sync::atomic::Ordering::Release)
+        })?;
+        Ok(Delay { flag, key })
+    }
+
+    fn refuse_loop_thread(&self) -> io::Result<()> {
+        if self.on_loop_thread() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "a wait helper was called on the loop thread: it would wait for itself",
+            ));
+        }
+        Ok(())
+    }
+}
