@@ -83,7 +83,7 @@ mod wait;
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,10 +94,43 @@ pub use ioman_timers::{Clock, ManualClock, MonotonicClock};
 pub use pool::{Pool, PoolBuilder};
 pub use wait::Delay;
 
+/// The backends crate, re-exported (for [`Epoll`](poll::Epoll), [`Poll`](poll::Poll), ...).
+pub use ioman_poll as poll;
+/// The timers crate, re-exported.
+pub use ioman_timers as timers;
+/// The wakeup crate, re-exported.
+pub use ioman_wakeup as wakeup;
+
 use ioman_timers::{TimerKey, TimerQueue};
 use ioman_wakeup::Wakeup;
 use sync::{lock, AtomicU64, AtomicU8, Mutex, Ordering};
 use table::{Reg, Table};
+
+/// Anything that names an fd for registration: a [`RawFd`], a
+/// [`BorrowedFd`](std::os::fd::BorrowedFd), or a reference to anything [`AsFd`]
+/// (`&TcpStream`, `&OwnedFd`, ...).
+pub trait FdLike {
+    /// The fd number.
+    fn fd_number(&self) -> RawFd;
+}
+
+impl FdLike for RawFd {
+    fn fd_number(&self) -> RawFd {
+        *self
+    }
+}
+
+impl FdLike for std::os::fd::BorrowedFd<'_> {
+    fn fd_number(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+impl<T: AsFd + ?Sized> FdLike for &T {
+    fn fd_number(&self) -> RawFd {
+        (**self).as_fd().as_raw_fd()
+    }
+}
 
 /// How long a fd registration lives (GHC's `Lifetime`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -300,7 +333,7 @@ impl<B: Backend + 'static> EventManager<B> {
     /// fd; [`ShutDown`] after [`shutdown`](Self::shutdown). Nothing stays registered on error.
     pub fn register_fd<F>(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         interest: Interest,
         lifetime: Lifetime,
         callback: F,
@@ -308,7 +341,7 @@ impl<B: Backend + 'static> EventManager<B> {
     where
         F: FnMut(&EventManager<B>, FdKey, Readiness) + Send + 'static,
     {
-        self.register_boxed(fd.as_raw_fd(), interest, lifetime, Box::new(callback))
+        self.register_boxed(fd.fd_number(), interest, lifetime, Box::new(callback))
     }
 
     pub(crate) fn register_boxed(

@@ -1,6 +1,7 @@
 //! One manager per core (the Mio design): N [`EventManager`]s, each looping on its own thread,
 //! each fd owned by exactly one of them.
 
+use crate::FdLike;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -181,8 +182,8 @@ impl<B: Backend + 'static> Pool<B> {
     }
 
     /// The manager that owns `fd`: number `fd % len()`.
-    pub fn manager_for(&self, fd: impl AsRawFd) -> &Arc<EventManager<B>> {
-        let fd = fd.as_raw_fd();
+    pub fn manager_for(&self, fd: impl FdLike) -> &Arc<EventManager<B>> {
+        let fd = fd.fd_number();
         &self.managers[fd.rem_euclid(self.managers.len() as RawFd) as usize]
     }
 
@@ -203,7 +204,7 @@ impl<B: Backend + 'static> Pool<B> {
     /// As [`EventManager::register_fd`].
     pub fn register_fd<F>(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         interest: Interest,
         lifetime: Lifetime,
         callback: F,
@@ -211,7 +212,7 @@ impl<B: Backend + 'static> Pool<B> {
     where
         F: FnMut(&EventManager<B>, FdKey, Readiness) + Send + 'static,
     {
-        let fd = fd.as_raw_fd();
+        let fd = fd.fd_number();
         self.manager_for(fd)
             .register_fd(fd, interest, lifetime, callback)
     }
@@ -243,10 +244,10 @@ impl<B: Backend + 'static> Pool<B> {
     /// As [`EventManager::wait_readable`].
     pub fn wait_readable(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
-        let fd = fd.as_raw_fd();
+        let fd = fd.fd_number();
         self.manager_for(fd).wait_readable(fd, timeout)
     }
 
@@ -257,10 +258,10 @@ impl<B: Backend + 'static> Pool<B> {
     /// As [`EventManager::wait_writable`].
     pub fn wait_writable(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
-        let fd = fd.as_raw_fd();
+        let fd = fd.fd_number();
         self.manager_for(fd).wait_writable(fd, timeout)
     }
 

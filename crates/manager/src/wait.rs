@@ -1,8 +1,8 @@
 //! Thread helpers after GHC's `threadWaitRead`, `threadWaitWrite`, `threadDelay` and
 //! `registerDelay`: block the calling thread until an fd is ready or a time has passed.
 
+use crate::FdLike;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,10 +130,10 @@ impl<B: Backend + 'static> EventManager<B> {
     /// always ready.
     pub fn wait_readable(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
-        self.wait_fd(fd.as_raw_fd(), Interest::READ, timeout)
+        self.wait_fd(fd.fd_number(), Interest::READ, timeout)
     }
 
     /// Blocks the calling thread until `fd` is writable (GHC's `threadWaitWrite`); as
@@ -144,10 +144,10 @@ impl<B: Backend + 'static> EventManager<B> {
     /// As [`wait_readable`](Self::wait_readable).
     pub fn wait_writable(
         &self,
-        fd: impl AsRawFd,
+        fd: impl FdLike,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
-        self.wait_fd(fd.as_raw_fd(), Interest::WRITE, timeout)
+        self.wait_fd(fd.fd_number(), Interest::WRITE, timeout)
     }
 
     fn wait_fd(

@@ -1,0 +1,496 @@
+//! The keep-alive HTTP/1.1 server, built on [`ioman::EventManager`] alone.
+//!
+//! - **Listener**: non-blocking, registered `MultiShot` for `READ`; its callback accepts in a
+//!   loop until `WouldBlock`.
+//! - **Connections**: one `OneShot` `READ` registration at a time, registered again after each
+//!   batch of requests is answered (one `EPOLL_CTL_MOD`). A write that meets `WouldBlock`
+//!   keeps the unsent bytes and waits with a `OneShot` `WRITE` registration instead; nothing
+//!   is read meanwhile (back-pressure), nothing is dropped.
+//! - **Idle timeout**: each connection registers one timeout when accepted and pushes it later
+//!   with `update_timeout` on every request; when it fires the connection is closed with
+//!   `close_fd` (which tells the pending registration `CLOSED`).
+//! - **State**: each connection is an `Arc<Mutex<Conn>>` shared by its pending fd callback and
+//!   its timeout callback, both running on the loop thread of the manager that owns the fd, so
+//!   the lock is never contended. The pending callback owns the `Arc` and hands it to the next
+//!   registration (no reference-count traffic per request). Reads go into one 8 KiB scratch
+//!   buffer per loop thread; a connection keeps bytes only for an unfinished request or an
+//!   unsent response, so an idle connection costs its socket, a small `Conn`, one
+//!   registration and one timer.
+//! - **Threads**: with `threads == 1` one `EventManager` runs on one thread. With `threads ==
+//!   N > 1` an `ioman::Pool` of N managers runs; one listener is registered with the manager
+//!   that owns its fd, and each accepted connection goes to the manager `fd % N` (the pool's
+//!   ownership rule), so its callbacks and its timeout run on that manager's thread.
+//!
+//! Protocol details (431 then close for requests over 8 KiB, 400 then close for malformed
+//! ones) are in the `http` module. After a 400 or 431 the server closes at once: if the client
+//! sent more than the server read, the kernel answers with a reset and the client may see
+//! that instead of the response.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ioman::{EventManager, Interest, Lifetime, LoopHandle, ManualClock, Pool, TimeoutKey};
+
+use crate::http;
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen (port 0: an ephemeral port).
+    pub addr: SocketAddr,
+    /// Number of managers (loop threads).
+    pub threads: usize,
+    /// How long a connection may stay without a request before the server closes it.
+    pub idle_timeout: Duration,
+    /// A manual clock for the managers' timeouts (tests); the monotonic clock if `None`.
+    pub clock: Option<ManualClock>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            threads: 1,
+            idle_timeout: Duration::from_secs(60),
+            clock: None,
+        }
+    }
+}
+
+/// One manager's counters, on their own cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Counters {
+    accepted: AtomicU64,
+    closed: AtomicU64,
+    requests: AtomicU64,
+    idle_timeouts: AtomicU64,
+    protocol_closes: AtomicU64,
+    io_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the server did so far (all managers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed (by the client, an error, the protocol or the idle timeout).
+    pub closed: u64,
+    /// Responses queued (including 400, 404, 405 and 431).
+    pub requests: u64,
+    /// Connections closed by their idle timeout.
+    pub idle_timeouts: u64,
+    /// Connections closed after a 400, a 431 or `Connection: close`.
+    pub protocol_closes: u64,
+    /// Connections closed on a read or write error other than a reset, and failed accepts or
+    /// registrations.
+    pub io_errors: u64,
+}
+
+impl Stats {
+    /// Connections open now.
+    pub fn live(&self) -> u64 {
+        self.accepted.saturating_sub(self.closed)
+    }
+}
+
+struct Shared {
+    managers: Vec<Arc<EventManager>>,
+    counters: Vec<Arc<Counters>>,
+    idle_timeout: Duration,
+}
+
+/// A running server; [`shutdown`](Server::shutdown) stops it.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    pool: Option<Pool>,
+    handle: Option<LoopHandle>,
+}
+
+impl Server {
+    /// Binds, registers the listener and starts the loop threads.
+    ///
+    /// # Errors
+    ///
+    /// When binding, creating a manager or registering the listener fails.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let threads = config.threads.max(1);
+        let (managers, pool, handle) = if threads == 1 {
+            let manager = match &config.clock {
+                Some(c) => EventManager::builder().clock(c.clone()).build()?,
+                None => EventManager::new()?,
+            };
+            let manager = Arc::new(manager);
+            let handle = manager.spawn()?;
+            (vec![manager], None, Some(handle))
+        } else {
+            let mut b = Pool::builder().threads(threads);
+            if let Some(c) = &config.clock {
+                b = b.clock(c.clone());
+            }
+            let pool = b.build()?;
+            (pool.managers().to_vec(), Some(pool), None)
+        };
+        let shared = Arc::new(Shared {
+            counters: managers.iter().map(|_| Arc::default()).collect(),
+            managers,
+            idle_timeout: config.idle_timeout,
+        });
+        let server = Server {
+            addr,
+            shared: Arc::clone(&shared),
+            pool,
+            handle,
+        };
+        let owner = &shared.managers[owner_index(listener.as_raw_fd(), shared.managers.len())];
+        let fd = listener.as_raw_fd();
+        let accept_shared = Arc::clone(&shared);
+        let registered = owner.register_fd(
+            fd,
+            Interest::READ,
+            Lifetime::MultiShot,
+            move |_mgr, _key, readiness| {
+                if !readiness.is_closed() {
+                    accept_all(&listener, &accept_shared);
+                }
+            },
+        );
+        if let Err(e) = registered {
+            server.shutdown();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The managers (one per loop thread).
+    pub fn managers(&self) -> &[Arc<EventManager>] {
+        &self.shared.managers
+    }
+
+    /// Live fd registrations and timers summed over the managers (`EventManager::live`).
+    pub fn live(&self) -> (usize, usize) {
+        self.shared
+            .managers
+            .iter()
+            .map(|m| m.live())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+
+    /// What the server did so far.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for c in &self.shared.counters {
+            s.accepted += c.accepted.load(Ordering::Relaxed);
+            s.closed += c.closed.load(Ordering::Relaxed);
+            s.requests += c.requests.load(Ordering::Relaxed);
+            s.idle_timeouts += c.idle_timeouts.load(Ordering::Relaxed);
+            s.protocol_closes += c.protocol_closes.load(Ordering::Relaxed);
+            s.io_errors += c.io_errors.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Wakes every manager (after advancing a manual clock).
+    pub fn wake(&self) {
+        for m in &self.shared.managers {
+            m.wake();
+        }
+    }
+
+    /// Stops the loops and closes every connection and the listener.
+    pub fn shutdown(self) {
+        for m in &self.shared.managers {
+            m.shutdown();
+        }
+        if let Some(h) = self.handle {
+            let _ = h.join();
+        }
+        if let Some(p) = self.pool {
+            let _ = p.join();
+        }
+    }
+}
+
+fn owner_index(fd: RawFd, n: usize) -> usize {
+    fd.rem_euclid(n as RawFd) as usize
+}
+
+/// Accepts until `WouldBlock`, handing each connection to the manager that owns its fd.
+fn accept_all(listener: &TcpListener, shared: &Arc<Shared>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let i = owner_index(stream.as_raw_fd(), shared.managers.len());
+                if start_conn(stream, i, shared).is_err() {
+                    bump(&shared.counters[i].io_errors);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+            Err(_) => {
+                // EMFILE and friends: the listener stays registered and is retried on the next
+                // loop iteration.
+                bump(&shared.counters[0].io_errors);
+                return;
+            }
+        }
+    }
+}
+
+struct Conn {
+    /// `None` once closed.
+    stream: Option<TcpStream>,
+    /// Bytes of an unfinished request.
+    input: Vec<u8>,
+    /// Bytes of responses not yet sent.
+    out: Vec<u8>,
+    /// Close once `out` is sent.
+    closing: bool,
+    timer: Option<TimeoutKey>,
+    idle_timeout: Duration,
+    /// Whether the last [`drive`](Conn::drive) answered at least one request.
+    got_request: bool,
+    counters: Arc<Counters>,
+}
+
+type Cell = Arc<Mutex<Conn>>;
+
+fn lock(cell: &Cell) -> MutexGuard<'_, Conn> {
+    cell.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a connection waits for next.
+enum Next {
+    Wait(Interest),
+    Close,
+}
+
+fn start_conn(stream: TcpStream, index: usize, shared: &Arc<Shared>) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    let fd = stream.as_raw_fd();
+    let mgr = &shared.managers[index];
+    let counters = Arc::clone(&shared.counters[index]);
+    bump(&counters.accepted);
+    let cell: Cell = Arc::new(Mutex::new(Conn {
+        stream: Some(stream),
+        input: Vec::new(),
+        out: Vec::new(),
+        closing: false,
+        timer: None,
+        idle_timeout: shared.idle_timeout,
+        got_request: false,
+        counters,
+    }));
+    let for_timer = Arc::clone(&cell);
+    match mgr.register_timeout(shared.idle_timeout, move |mgr| idle_expired(mgr, &for_timer)) {
+        Ok(key) => lock(&cell).timer = Some(key),
+        Err(e) => {
+            close(mgr, &cell);
+            return Err(e);
+        }
+    }
+    if let Err(e) = arm(mgr, fd, Arc::clone(&cell), Interest::READ) {
+        close(mgr, &cell);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Registers the connection's one `OneShot` registration.
+fn arm(mgr: &EventManager, fd: RawFd, cell: Cell, interest: Interest) -> io::Result<()> {
+    let mut slot = Some(cell);
+    mgr.register_fd(fd, interest, Lifetime::OneShot, move |mgr, _key, readiness| {
+        if let Some(cell) = slot.take() {
+            if !readiness.is_closed() {
+                on_ready(mgr, fd, cell);
+            }
+        }
+    })
+    .map(|_| ())
+}
+
+fn idle_expired(mgr: &EventManager, cell: &Cell) {
+    let (stream, counters) = {
+        let mut c = lock(cell);
+        c.timer = None;
+        (c.stream.take(), Arc::clone(&c.counters))
+    };
+    if let Some(stream) = stream {
+        bump(&counters.idle_timeouts);
+        bump(&counters.closed);
+        // Tells the pending registration `CLOSED`; it finds the stream gone and returns.
+        let _ = mgr.close_fd(stream);
+    }
+}
+
+/// Closes the connection (idempotent): cancels its timeout, closes the fd.
+fn close(mgr: &EventManager, cell: &Cell) {
+    let (stream, timer) = {
+        let mut c = lock(cell);
+        let s = c.stream.take();
+        if s.is_some() {
+            bump(&c.counters.closed);
+        }
+        (s, c.timer.take())
+    };
+    if let Some(key) = timer {
+        mgr.unregister_timeout(key);
+    }
+    if let Some(stream) = stream {
+        let _ = mgr.close_fd(stream);
+    }
+}
+
+fn on_ready(mgr: &EventManager, fd: RawFd, cell: Cell) {
+    let next = {
+        let mut c = lock(&cell);
+        let next = c.drive();
+        if let (Some(key), Next::Wait(_)) = (c.timer, &next) {
+            if c.got_request {
+                mgr.update_timeout(key, c.idle_timeout);
+            }
+        }
+        next
+    };
+    match next {
+        Next::Wait(interest) => {
+            if arm(mgr, fd, Arc::clone(&cell), interest).is_err() {
+                close(mgr, &cell);
+            }
+        }
+        Next::Close => close(mgr, &cell),
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; http::MAX_REQUEST].into_boxed_slice());
+}
+
+enum Flush {
+    Done,
+    Blocked,
+    Failed,
+}
+
+impl Conn {
+    /// Sends what it can of `out`.
+    fn flush(&mut self, written_already: usize) -> Flush {
+        let Some(stream) = self.stream.as_mut() else {
+            return Flush::Failed;
+        };
+        let mut at = written_already;
+        while at < self.out.len() {
+            match stream.write(&self.out[at..]) {
+                Ok(0) => return Flush::Failed,
+                Ok(n) => at += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.out.drain(..at);
+                    return Flush::Blocked;
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    return Flush::Failed;
+                }
+            }
+        }
+        self.out.clear();
+        Flush::Done
+    }
+
+    fn note_error(&self, e: &io::Error) {
+        if !matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+        ) {
+            bump(&self.counters.io_errors);
+        }
+    }
+
+    /// Does what the connection can do without blocking and says what it waits for next.
+    fn drive(&mut self) -> Next {
+        self.got_request = false;
+        if !self.out.is_empty() {
+            return match self.flush(0) {
+                Flush::Done if self.closing => Next::Close,
+                // Any pipelined bytes left in `input` are an unfinished request: read more.
+                Flush::Done => Next::Wait(Interest::READ),
+                Flush::Blocked => Next::Wait(Interest::WRITE),
+                Flush::Failed => Next::Close,
+            };
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Some(stream) = self.stream.as_mut() else {
+                return Next::Close;
+            };
+            let room = http::MAX_REQUEST.saturating_sub(self.input.len()).max(1);
+            let n = match stream.read(&mut scratch[..room]) {
+                Ok(0) => return Next::Close,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait(Interest::READ),
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Next::Wait(Interest::READ),
+                Err(e) => {
+                    self.note_error(&e);
+                    return Next::Close;
+                }
+            };
+            let (answered, keep) = if self.input.is_empty() {
+                let data = &scratch[..n];
+                let (used, answered, keep) = http::serve(data, &mut self.out);
+                if keep && used < n {
+                    self.input.extend_from_slice(&data[used..]);
+                }
+                (answered, keep)
+            } else {
+                self.input.extend_from_slice(&scratch[..n]);
+                let (used, answered, keep) = http::serve(&self.input, &mut self.out);
+                if keep {
+                    self.input.drain(..used);
+                } else {
+                    self.input = Vec::new();
+                }
+                (answered, keep)
+            };
+            if answered > 0 {
+                self.counters.requests.fetch_add(answered, Ordering::Relaxed);
+                self.got_request = true;
+            }
+            if !keep {
+                bump(&self.counters.protocol_closes);
+                self.closing = true;
+            }
+            if self.out.is_empty() {
+                // An unfinished request: wait for the rest.
+                return Next::Wait(Interest::READ);
+            }
+            match self.flush(0) {
+                Flush::Done if self.closing => Next::Close,
+                Flush::Done => Next::Wait(Interest::READ),
+                Flush::Blocked => Next::Wait(Interest::WRITE),
+                Flush::Failed => Next::Close,
+            }
+        })
+    }
+}
