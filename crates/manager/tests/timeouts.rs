@@ -1,0 +1,188 @@
+//! Timeouts through the manager, on a manual clock: nothing here sleeps to observe a timer.
+
+mod util;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ioman::{Backend, EventManager};
+
+type Log = Arc<Mutex<Vec<&'static str>>>;
+
+fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+fn push<B: Backend + 'static>(
+    log: &Log,
+    s: &'static str,
+) -> impl FnOnce(&EventManager<B>) + Send + 'static {
+    let log = log.clone();
+    move |_| log.lock().unwrap().push(s)
+}
+
+fn step<B: Backend>(m: &EventManager<B>) -> io::Result<usize> {
+    m.step(Some(Duration::ZERO))
+}
+
+/// Timeouts fire at their deadline, not before, in deadline order.
+fn fire_in_order_at_deadline<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    let (m, clock) = util::manual(make)?;
+    let l = log();
+    m.register_timeout(Duration::from_millis(30), push(&l, "30"))?;
+    m.register_timeout(Duration::from_millis(10), push(&l, "10"))?;
+    m.register_timeout(Duration::from_millis(20), push(&l, "20"))?;
+    m.register_timeout(Duration::from_millis(10), push(&l, "10b"))?;
+    step(&m)?;
+    assert!(l.lock().unwrap().is_empty());
+    clock.advance(Duration::from_millis(10) - Duration::from_nanos(1));
+    step(&m)?;
+    assert!(l.lock().unwrap().is_empty(), "never early, even by 1 ns");
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(step(&m)?, 2);
+    clock.advance(Duration::from_millis(100));
+    step(&m)?;
+    assert_eq!(*l.lock().unwrap(), ["10", "10b", "20", "30"]);
+    assert_eq!(m.stats().timeout_callbacks, 4);
+    Ok(())
+}
+
+/// update_timeout moves a timeout later or earlier; unregister_timeout cancels it.
+fn update_and_cancel<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    let (m, clock) = util::manual(make)?;
+    let l = log();
+    let later = m.register_timeout(Duration::from_secs(1), push(&l, "later"))?;
+    let earlier = m.register_timeout(Duration::from_secs(10), push(&l, "earlier"))?;
+    let cancelled = m.register_timeout(Duration::from_secs(2), push(&l, "cancelled"))?;
+    assert!(m.update_timeout(later, Duration::from_secs(5)));
+    assert!(m.update_timeout(earlier, Duration::from_secs(3)));
+    assert!(m.unregister_timeout(cancelled));
+    assert!(
+        !m.unregister_timeout(cancelled),
+        "a cancelled key is unknown"
+    );
+    clock.advance(Duration::from_secs(4));
+    step(&m)?;
+    assert_eq!(*l.lock().unwrap(), ["earlier"]);
+    clock.advance(Duration::from_secs(1));
+    step(&m)?;
+    assert_eq!(*l.lock().unwrap(), ["earlier", "later"]);
+    assert!(
+        !m.update_timeout(later, Duration::from_secs(1)),
+        "a fired key is unknown"
+    );
+    assert!(!m.unregister_timeout(later));
+    Ok(())
+}
+
+/// A zero duration fires on the next iteration; a huge one never fires and never overflows.
+fn zero_and_huge<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    let (m, clock) = util::manual(make)?;
+    let l = log();
+    let huge = m.register_timeout(Duration::MAX, push(&l, "huge"))?;
+    m.register_timeout(Duration::from_secs(u64::MAX / 2), push(&l, "huge2"))?;
+    m.register_timeout(Duration::ZERO, push(&l, "zero"))?;
+    // A loop with only "never" timers left must not spin or overflow.
+    assert_eq!(step(&m)?, 1);
+    assert_eq!(*l.lock().unwrap(), ["zero"]);
+    clock.advance(Duration::from_secs(365 * 24 * 3600 * 100));
+    m.step(Some(Duration::from_millis(1)))?;
+    assert_eq!(*l.lock().unwrap(), ["zero"]);
+    assert!(m.update_timeout(huge, Duration::ZERO));
+    step(&m)?;
+    assert_eq!(*l.lock().unwrap(), ["zero", "huge"]);
+    Ok(())
+}
+
+/// The loop is woken only when a change moves the earliest deadline earlier.
+fn wake_only_when_earlier<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    let (m, _clock) = util::manual(make)?;
+    let wakes = |m: &EventManager<B>| m.stats().wakeups;
+    let first = m.register_timeout(Duration::from_secs(10), |_| {})?;
+    step(&m)?; // drain that wake
+    let w = wakes(&m);
+    let later = m.register_timeout(Duration::from_secs(20), |_| {})?;
+    assert_eq!(wakes(&m), w, "a later timeout does not wake");
+    assert!(m.update_timeout(later, Duration::from_secs(30)));
+    assert!(m.update_timeout(first, Duration::from_secs(15)));
+    assert!(m.unregister_timeout(later));
+    assert_eq!(wakes(&m), w, "moving later or cancelling does not wake");
+    m.register_timeout(Duration::from_secs(1), |_| {})?;
+    assert_eq!(wakes(&m), w + 1, "an earlier timeout wakes");
+    step(&m)?;
+    let w = wakes(&m);
+    assert!(m.update_timeout(first, Duration::from_millis(1)));
+    assert_eq!(wakes(&m), w + 1, "moving to the front wakes");
+    Ok(())
+}
+
+/// A timeout callback may register and cancel timeouts and fd callbacks.
+fn callbacks_may_reenter<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    let (m, clock) = util::manual(make)?;
+    let l = log();
+    let l2 = l.clone();
+    m.register_timeout(Duration::from_secs(1), move |m| {
+        let k = m
+            .register_timeout(Duration::from_secs(1), push(&l2, "cancelled"))
+            .unwrap();
+        assert!(m.unregister_timeout(k));
+        m.register_timeout(Duration::ZERO, push(&l2, "nested"))
+            .unwrap();
+    })?;
+    clock.advance(Duration::from_secs(1));
+    step(&m)?;
+    step(&m)?;
+    clock.advance(Duration::from_secs(5));
+    step(&m)?;
+    assert_eq!(*l.lock().unwrap(), ["nested"]);
+    Ok(())
+}
+
+/// A loop blocked with no timers is woken by a new timeout from another thread, and an
+/// advanced manual clock plus `wake` makes a blocked loop fire what is due.
+fn blocked_loop_sees_new_timeout<B: Backend + 'static>(
+    make: fn() -> io::Result<B>,
+) -> io::Result<()> {
+    let (m, clock) = util::manual(make)?;
+    let m = Arc::new(m);
+    let h = m.spawn()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    m.register_timeout(Duration::ZERO, move |_| tx.send("zero").unwrap())?;
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "zero");
+    m.register_timeout(Duration::from_secs(60), move |_| tx2.send("60s").unwrap())?;
+    clock.advance(Duration::from_secs(60));
+    m.wake();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "60s");
+    m.shutdown();
+    h.join()
+}
+
+for_each_backend!(
+    fire_in_order_at_deadline,
+    update_and_cancel,
+    zero_and_huge,
+    wake_only_when_earlier,
+    callbacks_may_reenter,
+    blocked_loop_sees_new_timeout,
+);
+
+/// With the real clock, a timeout never fires early.
+#[test]
+fn real_clock_never_early() -> io::Result<()> {
+    let m = util::epoll()?;
+    let start = std::time::Instant::now();
+    let fired = Arc::new(Mutex::new(None));
+    let f = fired.clone();
+    m.register_timeout(Duration::from_micros(1500), move |_| {
+        *f.lock().unwrap() = Some(start.elapsed())
+    })?;
+    util::drive(&m, || fired.lock().unwrap().is_some());
+    let elapsed = fired.lock().unwrap().unwrap();
+    assert!(
+        elapsed >= Duration::from_micros(1500),
+        "fired after {elapsed:?}"
+    );
+    Ok(())
+}
