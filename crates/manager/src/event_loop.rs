@@ -111,16 +111,28 @@ impl<B: Backend + 'static> EventManager<B> {
     /// manager's loop (or [`step`](Self::step)); [`ShutDown`](crate::ShutDown) when the manager
     /// was already shut down; an unexpected backend error (the manager is then shut down).
     pub fn run(&self) -> io::Result<()> {
-        let mut ls = self.enter()?;
-        if self
+        let ls = self.enter()?;
+        match self
             .state
             .compare_exchange(CREATED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
         {
-            drop(ls);
-            self.leave();
-            return Err(shut_down());
+            Ok(_) => self.run_loop(ls),
+            Err(RUNNING) => {
+                drop(ls);
+                self.leave();
+                Err(busy())
+            }
+            Err(_) => {
+                drop(ls);
+                self.leave();
+                Err(shut_down())
+            }
         }
+    }
+
+    /// The loop of `run` and `spawn`: iterates while the state is Running, then finishes
+    /// the shutdown.
+    fn run_loop(&self, mut ls: crate::sync::MutexGuard<'_, LoopState<B>>) -> io::Result<()> {
         let result = loop {
             if self.state.load(Ordering::SeqCst) != RUNNING {
                 break Ok(());
@@ -161,12 +173,35 @@ impl<B: Backend + 'static> EventManager<B> {
     /// When the thread cannot be spawned. The loop's own errors come from
     /// [`LoopHandle::join`].
     pub fn spawn(self: &Arc<Self>) -> io::Result<LoopHandle> {
-        self.check_live()?;
+        match self
+            .state
+            .compare_exchange(CREATED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {}
+            Err(RUNNING) => return Err(busy()),
+            Err(_) => return Err(shut_down()),
+        }
         let me = Arc::clone(self);
-        let thread = thread::Builder::new()
+        match thread::Builder::new()
             .name("ioman-loop".into())
-            .spawn(move || me.run())?;
-        Ok(LoopHandle { thread })
+            .spawn(move || {
+                // The state is Running already (set above), so no other `run` can start; a
+                // `step` may hold the loop lock for a moment.
+                let ls = lock(&me.loop_state);
+                me.loop_thread.store(thread_id(), Ordering::SeqCst);
+                me.run_loop(ls)
+            }) {
+            Ok(thread) => Ok(LoopHandle { thread }),
+            Err(e) => {
+                let _ = self.state.compare_exchange(
+                    RUNNING,
+                    CREATED,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                Err(e)
+            }
+        }
     }
 
     /// Stops the loop and releases everything: the loop finishes its current iteration,
@@ -247,12 +282,7 @@ impl<B: Backend + 'static> EventManager<B> {
         let ls = match self.loop_state.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::ResourceBusy,
-                    "another thread is running this event manager's loop",
-                ))
-            }
+            Err(std::sync::TryLockError::WouldBlock) => return Err(busy()),
         };
         self.loop_thread.store(thread_id(), Ordering::SeqCst);
         Ok(ls)
@@ -400,6 +430,13 @@ impl<B: Backend + 'static> EventManager<B> {
         // A panicking hook must not take the loop down either.
         let _ = catch_unwind(AssertUnwindSafe(|| hook(&*payload)));
     }
+}
+
+fn busy() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "another thread is running this event manager's loop",
+    )
 }
 
 /// The default panic hook: one line on stderr.

@@ -291,7 +291,8 @@ fn shutdown_refuses_new_work<B: Backend + 'static>(make: fn() -> io::Result<B>) 
 fn one_loop_at_a_time<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
     let m = Arc::new(build(make)?);
     let h = m.spawn()?;
-    util::wait_until(|| m.state() == State::Running);
+    assert_eq!(m.state(), State::Running);
+    util::wait_until(|| m.stats().iterations > 0);
     let e = m.run().unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
     assert_eq!(

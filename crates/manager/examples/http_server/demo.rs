@@ -49,8 +49,15 @@ impl Outcome {
     pub fn print(&self) {
         let r = &self.report;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        println!("--- ioman http_server, {} manager thread(s) ---", self.threads);
-        println!("requests      {} in {:.2} s", r.requests, r.elapsed.as_secs_f64());
+        println!(
+            "--- ioman http_server, {} manager thread(s) ---",
+            self.threads
+        );
+        println!(
+            "requests      {} in {:.2} s",
+            r.requests,
+            r.elapsed.as_secs_f64()
+        );
         println!("requests/s    {:.0}", r.rate());
         println!(
             "latency       p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms",

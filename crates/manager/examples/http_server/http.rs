@@ -103,7 +103,9 @@ pub fn parse(buf: &[u8]) -> Parsed {
         };
     };
     let head = &buf[..end - 4];
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let Some(line) = lines.next() else {
         return Parsed::Bad;
     };
@@ -251,7 +253,9 @@ pub fn parse_response(buf: &[u8]) -> Response {
                 if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
                     return Response::Bad;
                 }
-                body = v.iter().fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
+                body = v
+                    .iter()
+                    .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
             }
         }
     }

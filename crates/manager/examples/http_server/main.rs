@@ -144,7 +144,10 @@ fn serve(args: &Args) -> std::io::Result<bool> {
     let start = Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        if args.seconds.is_some_and(|n| start.elapsed() >= Duration::from_secs(n)) {
+        if args
+            .seconds
+            .is_some_and(|n| start.elapsed() >= Duration::from_secs(n))
+        {
             break;
         }
     }
@@ -156,4 +159,3 @@ fn serve(args: &Args) -> std::io::Result<bool> {
     s.shutdown();
     Ok(true)
 }
-

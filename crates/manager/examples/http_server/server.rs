@@ -303,7 +303,9 @@ fn start_conn(stream: TcpStream, index: usize, shared: &Arc<Shared>) -> io::Resu
         counters,
     }));
     let for_timer = Arc::clone(&cell);
-    match mgr.register_timeout(shared.idle_timeout, move |mgr| idle_expired(mgr, &for_timer)) {
+    match mgr.register_timeout(shared.idle_timeout, move |mgr| {
+        idle_expired(mgr, &for_timer)
+    }) {
         Ok(key) => lock(&cell).timer = Some(key),
         Err(e) => {
             close(mgr, &cell);
@@ -320,13 +322,18 @@ fn start_conn(stream: TcpStream, index: usize, shared: &Arc<Shared>) -> io::Resu
 /// Registers the connection's one `OneShot` registration.
 fn arm(mgr: &EventManager, fd: RawFd, cell: Cell, interest: Interest) -> io::Result<()> {
     let mut slot = Some(cell);
-    mgr.register_fd(fd, interest, Lifetime::OneShot, move |mgr, _key, readiness| {
-        if let Some(cell) = slot.take() {
-            if !readiness.is_closed() {
-                on_ready(mgr, fd, cell);
+    mgr.register_fd(
+        fd,
+        interest,
+        Lifetime::OneShot,
+        move |mgr, _key, readiness| {
+            if let Some(cell) = slot.take() {
+                if !readiness.is_closed() {
+                    on_ready(mgr, fd, cell);
+                }
             }
-        }
-    })
+        },
+    )
     .map(|_| ())
 }
 
@@ -474,7 +481,9 @@ impl Conn {
                 (answered, keep)
             };
             if answered > 0 {
-                self.counters.requests.fetch_add(answered, Ordering::Relaxed);
+                self.counters
+                    .requests
+                    .fetch_add(answered, Ordering::Relaxed);
                 self.got_request = true;
             }
             if !keep {
