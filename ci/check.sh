@@ -9,5 +9,7 @@ export CARGO_INCREMENTAL=0
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== test";   cargo test --workspace
+echo "== loom";   RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p ioman-wakeup -p ioman --release --lib loom
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 echo "== bench (compile only)"; cargo bench --workspace --no-run

@@ -302,11 +302,7 @@ impl<B: Backend + 'static> EventManager<B> {
         bump(&self.counters.iterations);
         let mut n = self.backend.poll(&mut ls.events, Some(Duration::ZERO))?;
         if n == 0 {
-            let timeout = {
-                let mut timers = lock(&self.timers);
-                let now = timers.now();
-                timers.timeout(now)
-            };
+            let timeout = self.timer_timeout();
             let wait = match (timeout, max_wait) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, None) => a,
@@ -334,6 +330,15 @@ impl<B: Backend + 'static> EventManager<B> {
             ran += 1;
         }
         Ok(ran)
+    }
+
+    /// How long the loop may block for its timeouts: `None` when there is none. A timeout
+    /// registered after this returns and earlier than what it returned wakes the loop (see
+    /// `register_timeout`), so the blocking poll that follows cannot miss it.
+    pub(crate) fn timer_timeout(&self) -> Option<Duration> {
+        let mut timers = lock(&self.timers);
+        let now = timers.now();
+        timers.timeout(now)
     }
 
     /// Turns the polled events into callbacks to run (stripe by stripe, under each fd's

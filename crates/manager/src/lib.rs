@@ -549,6 +549,9 @@ impl<B: Backend + 'static> Drop for EventManager<B> {
     }
 }
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
