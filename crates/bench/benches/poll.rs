@@ -1,8 +1,334 @@
-//! Placeholder: the poll benchmarks are written in their own issue.
+//! Readiness backends side by side: raw libc epoll (the floor), ioman `Epoll`, ioman `Poll`
+//! (poll(2)), mio and polling, on the same workloads in the same run.
+//!
+//! - `poll_round/M`: M socket pairs registered for read; each round writes 1 byte to K = 64
+//!   pseudo-random pairs (fixed-seed xorshift), polls once with a zero timeout and reads each
+//!   reported pair. Level-triggered everywhere except mio (edge-triggered only). Every
+//!   implementation drains a pair with one 128-byte read: at most 64 bytes are pending, so a
+//!   short read means drained, which is what "read until `WouldBlock`" would find with one
+//!   more syscall. M from `IOMAN_BENCH_POLL_M` (default "100,9000").
+//! - `oneshot_rearm`: one pair; per iteration write 1 byte, wait (no timeout), read, re-arm
+//!   (`EPOLL_CTL_MOD` for raw epoll, `modify` for ioman and polling; mio is edge-triggered and
+//!   needs no re-arm, but `reregister`s to do the same work).
 #![allow(missing_docs)]
-use criterion::{criterion_group, criterion_main, Criterion};
 
-fn placeholder(_c: &mut Criterion) {}
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
-criterion_group!(benches, placeholder);
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ioman_poll::{Backend, Epoll, Events, Interest, Mode, Poll};
+
+const K: usize = 64;
+const CAPACITY: usize = 1024;
+
+struct Pairs {
+    writers: Vec<UnixStream>,
+    readers: Vec<UnixStream>,
+    rng: u64,
+}
+
+impl Pairs {
+    fn new(m: usize) -> Pairs {
+        let (mut writers, mut readers) = (Vec::with_capacity(m), Vec::with_capacity(m));
+        for _ in 0..m {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            a.set_nonblocking(true).expect("nonblocking");
+            b.set_nonblocking(true).expect("nonblocking");
+            writers.push(a);
+            readers.push(b);
+        }
+        Pairs {
+            writers,
+            readers,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Writes one byte to K pseudo-random pairs (xorshift64, fixed seed).
+    fn poke(&mut self) {
+        let m = self.writers.len() as u64;
+        for _ in 0..K {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let i = (self.rng % m) as usize;
+            (&self.writers[i]).write_all(&[1]).expect("write");
+        }
+    }
+
+    /// Drains reader `i` with one read (at most 64 bytes are pending).
+    #[inline]
+    fn drain(&self, i: usize) {
+        let mut buf = [0u8; 128];
+        let _ = black_box((&self.readers[i]).read(&mut buf));
+    }
+}
+
+fn ms() -> Vec<usize> {
+    std::env::var("IOMAN_BENCH_POLL_M")
+        .unwrap_or_else(|_| "100,9000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// Raw libc epoll: the floor.
+struct RawEpoll {
+    epfd: RawFd,
+    buf: Vec<libc::epoll_event>,
+}
+
+impl RawEpoll {
+    fn new() -> RawEpoll {
+        // SAFETY: epoll_create1 takes flags only.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(epfd >= 0, "epoll_create1");
+        RawEpoll {
+            epfd,
+            buf: Vec::with_capacity(CAPACITY),
+        }
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: libc::c_int, data: u64) {
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: data,
+        };
+        // SAFETY: `self.epfd` is open and `ev` is a valid event the kernel reads.
+        let r = unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) };
+        assert_eq!(r, 0, "epoll_ctl");
+    }
+
+    fn wait(&mut self, timeout: libc::c_int) -> usize {
+        // SAFETY: the buffer has room for CAPACITY events.
+        let n =
+            unsafe { libc::epoll_wait(self.epfd, self.buf.as_mut_ptr(), CAPACITY as i32, timeout) };
+        assert!(n >= 0, "epoll_wait");
+        // SAFETY: the kernel initialised the first `n <= CAPACITY` entries.
+        unsafe { self.buf.set_len(n as usize) };
+        n as usize
+    }
+}
+
+impl Drop for RawEpoll {
+    fn drop(&mut self) {
+        // SAFETY: `epfd` is owned by this value.
+        unsafe { libc::close(self.epfd) };
+    }
+}
+
+fn poll_round(c: &mut Criterion) {
+    let mut group = c.benchmark_group("poll_round");
+    group.measurement_time(Duration::from_secs(3));
+    for m in ms() {
+        {
+            let mut pairs = Pairs::new(m);
+            let mut raw = RawEpoll::new();
+            for (i, r) in pairs.readers.iter().enumerate() {
+                raw.ctl(
+                    libc::EPOLL_CTL_ADD,
+                    r.as_raw_fd(),
+                    libc::EPOLLIN | libc::EPOLLRDHUP,
+                    i as u64,
+                );
+            }
+            group.bench_function(BenchmarkId::new("raw_epoll", m), |b| {
+                b.iter(|| {
+                    pairs.poke();
+                    let n = raw.wait(0);
+                    for ev in &raw.buf[..n] {
+                        pairs.drain(ev.u64 as usize);
+                    }
+                })
+            });
+        }
+        ioman_round(&mut group, "ioman_epoll", m, Epoll::new().expect("epoll"));
+        ioman_round(&mut group, "ioman_poll", m, Poll::new().expect("poll"));
+        {
+            let mut pairs = Pairs::new(m);
+            let mut poll = mio::Poll::new().expect("mio");
+            for (i, r) in pairs.readers.iter().enumerate() {
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&r.as_raw_fd()),
+                        mio::Token(i),
+                        mio::Interest::READABLE,
+                    )
+                    .expect("mio register");
+            }
+            let mut events = mio::Events::with_capacity(CAPACITY);
+            group.bench_function(BenchmarkId::new("mio", m), |b| {
+                b.iter(|| {
+                    pairs.poke();
+                    poll.poll(&mut events, Some(Duration::ZERO))
+                        .expect("mio poll");
+                    for ev in events.iter() {
+                        pairs.drain(ev.token().0);
+                    }
+                })
+            });
+        }
+        {
+            let mut pairs = Pairs::new(m);
+            let poller = polling::Poller::new().expect("polling");
+            for (i, r) in pairs.readers.iter().enumerate() {
+                // SAFETY: the fd stays open until after it is deleted (the poller is dropped
+                // first, at the end of this block).
+                unsafe {
+                    poller.add_with_mode(
+                        r.as_raw_fd(),
+                        polling::Event::readable(i),
+                        polling::PollMode::Level,
+                    )
+                }
+                .expect("polling add");
+            }
+            let mut events = polling::Events::with_capacity(
+                std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
+            );
+            group.bench_function(BenchmarkId::new("polling", m), |b| {
+                b.iter(|| {
+                    pairs.poke();
+                    events.clear();
+                    poller
+                        .wait(&mut events, Some(Duration::ZERO))
+                        .expect("polling wait");
+                    for ev in events.iter() {
+                        pairs.drain(ev.key);
+                    }
+                })
+            });
+            drop(poller);
+        }
+    }
+    group.finish();
+}
+
+fn ioman_round<B: Backend>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    m: usize,
+    backend: B,
+) {
+    let mut pairs = Pairs::new(m);
+    for (i, r) in pairs.readers.iter().enumerate() {
+        backend
+            .register(r.as_raw_fd(), i as u32, Interest::READ, Mode::Level)
+            .expect("register");
+    }
+    let mut events = Events::with_capacity(CAPACITY);
+    group.bench_function(BenchmarkId::new(name, m), |b| {
+        b.iter(|| {
+            pairs.poke();
+            backend
+                .poll(&mut events, Some(Duration::ZERO))
+                .expect("poll");
+            for ev in &events {
+                pairs.drain(ev.key() as usize);
+            }
+        })
+    });
+}
+
+fn oneshot_rearm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("oneshot_rearm");
+    group.measurement_time(Duration::from_secs(3));
+    {
+        let pairs = Pairs::new(1);
+        let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
+        let fd = r.as_raw_fd();
+        let mut raw = RawEpoll::new();
+        let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
+        raw.ctl(libc::EPOLL_CTL_ADD, fd, flags, 0);
+        group.bench_function("raw_epoll", |b| {
+            b.iter(|| {
+                (&*w).write_all(&[1]).expect("write");
+                assert_eq!(raw.wait(-1), 1);
+                pairs.drain(0);
+                raw.ctl(libc::EPOLL_CTL_MOD, fd, flags, 0);
+            })
+        });
+    }
+    ioman_rearm(&mut group, "ioman_epoll", Epoll::new().expect("epoll"));
+    ioman_rearm(&mut group, "ioman_poll", Poll::new().expect("poll"));
+    {
+        let pairs = Pairs::new(1);
+        let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
+        let fd = r.as_raw_fd();
+        let mut poll = mio::Poll::new().expect("mio");
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(0),
+                mio::Interest::READABLE,
+            )
+            .expect("mio register");
+        let mut events = mio::Events::with_capacity(CAPACITY);
+        group.bench_function("mio_reregister", |b| {
+            b.iter(|| {
+                (&*w).write_all(&[1]).expect("write");
+                poll.poll(&mut events, None).expect("mio poll");
+                pairs.drain(0);
+                poll.registry()
+                    .reregister(
+                        &mut mio::unix::SourceFd(&fd),
+                        mio::Token(0),
+                        mio::Interest::READABLE,
+                    )
+                    .expect("mio reregister");
+            })
+        });
+    }
+    {
+        let pairs = Pairs::new(1);
+        let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
+        let poller = polling::Poller::new().expect("polling");
+        // SAFETY: the fd outlives the poller (dropped at the end of this block).
+        unsafe { poller.add(r.as_raw_fd(), polling::Event::readable(0)) }.expect("polling add");
+        let mut events =
+            polling::Events::with_capacity(std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"));
+        group.bench_function("polling", |b| {
+            b.iter(|| {
+                (&*w).write_all(&[1]).expect("write");
+                events.clear();
+                poller.wait(&mut events, None).expect("polling wait");
+                pairs.drain(0);
+                poller
+                    .modify(r, polling::Event::readable(0))
+                    .expect("polling modify");
+            })
+        });
+        drop(poller);
+    }
+    group.finish();
+}
+
+fn ioman_rearm<B: Backend>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    backend: B,
+) {
+    let pairs = Pairs::new(1);
+    let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
+    let fd = r.as_raw_fd();
+    backend
+        .register(fd, 0, Interest::READ, Mode::Oneshot)
+        .expect("register");
+    let mut events = Events::with_capacity(CAPACITY);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            (&*w).write_all(&[1]).expect("write");
+            assert_eq!(backend.poll(&mut events, None).expect("poll"), 1);
+            pairs.drain(0);
+            backend
+                .modify(fd, 0, Interest::READ, Mode::Oneshot)
+                .expect("modify");
+        })
+    });
+}
+
+criterion_group!(benches, poll_round, oneshot_rearm);
 criterion_main!(benches);

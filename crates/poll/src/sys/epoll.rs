@@ -1,0 +1,348 @@
+//! epoll(7): Linux and Android.
+//!
+//! Each registration's 64-bit user data carries the key in its high half and the fd in its
+//! low half, so an event names both without a table (GHC stores only the fd). Oneshot is
+//! `EPOLLONESHOT` (level-triggered, as GHC's `modifyFdOnce`); a re-arm is one
+//! `EPOLL_CTL_MOD`, never a delete and add. Timeouts use `epoll_pwait2` (Linux 5.11,
+//! nanoseconds) where the kernel has it and `epoll_wait` (milliseconds, rounded up) elsewhere.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::sys::{timespec, Deadline};
+use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
+
+/// The most events one `epoll_wait` accepts: the kernel refuses `maxevents` above
+/// `INT_MAX / sizeof(struct epoll_event)` with `EINVAL` (`EP_MAX_EVENTS` in fs/eventpoll.c).
+const MAX_EVENTS: usize = i32::MAX as usize / std::mem::size_of::<libc::epoll_event>();
+
+/// Whether the kernel has `epoll_pwait2`: not probed yet, yes, or no.
+static PWAIT2: AtomicU8 = AtomicU8::new(PWAIT2_UNKNOWN);
+const PWAIT2_UNKNOWN: u8 = 0;
+const PWAIT2_YES: u8 = 1;
+const PWAIT2_NO: u8 = 2;
+
+/// The epoll backend: an epoll instance, closed when dropped.
+///
+/// Changes apply immediately, so a `poll` blocked in another thread sees them
+/// ([`Capabilities::live_modify`] is `true`). Every [`Mode`] is supported. A regular file or a
+/// directory cannot be watched: the kernel refuses it with `EPERM`, which `register` reports
+/// as [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported) (such files are always ready).
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(any(target_os = "linux", target_os = "android"))]
+/// # {
+/// use ioman_poll::{Backend, Epoll, Events, Interest, Mode};
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+///
+/// let epoll = Epoll::new()?;
+/// let (mut a, b) = UnixStream::pair()?;
+/// epoll.register(b.as_raw_fd(), 1, Interest::READ, Mode::Edge)?;
+/// a.write_all(b"ping")?;
+///
+/// let mut events = Events::default();
+/// epoll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// assert_eq!(events.as_slice()[0].key(), 1);
+/// // Edge-triggered: nothing new arrived, so nothing more is reported.
+/// assert_eq!(epoll.poll(&mut events, Some(Duration::ZERO))?, 0);
+/// epoll.deregister(b.as_raw_fd())?;
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Epoll {
+    epfd: OwnedFd,
+}
+
+impl Epoll {
+    /// Creates an epoll instance (`epoll_create1(EPOLL_CLOEXEC)`).
+    ///
+    /// The first instance also probes once whether the kernel has `epoll_pwait2`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `epoll_create1`: `EMFILE`/`ENFILE` (too many open files), `ENOMEM`.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: `epoll_create1` takes only flags and returns a new fd or -1.
+        let fd = unsafe { syscall!(epoll_create1(libc::EPOLL_CLOEXEC)) }?;
+        // SAFETY: `fd` was just returned by `epoll_create1`, is open, and nothing else owns it.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if PWAIT2.load(Ordering::Relaxed) == PWAIT2_UNKNOWN {
+            PWAIT2.store(probe_pwait2(), Ordering::Relaxed);
+        }
+        Ok(Epoll { epfd })
+    }
+
+    fn ctl(
+        &self,
+        op: libc::c_int,
+        fd: RawFd,
+        key: u32,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: flags(interest, mode),
+            u64: (u64::from(key) << 32) | u64::from(fd as u32),
+        };
+        // SAFETY: `self.epfd` is an open epoll fd and `ev` a valid `epoll_event` the kernel
+        // only reads; an invalid `fd` is the kernel's to refuse (EBADF).
+        unsafe { syscall!(epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev)) }.map(drop)
+    }
+
+    /// One wait: `epoll_pwait2` for a finite non-zero timeout when the kernel has it,
+    /// otherwise `epoll_wait`. Returns how many entries of `buf`'s spare capacity it filled.
+    fn wait_once(
+        &self,
+        buf: &mut Vec<libc::epoll_event>,
+        max: usize,
+        deadline: &Deadline,
+    ) -> io::Result<usize> {
+        let epfd = self.epfd.as_raw_fd();
+        // `max` may be less than the capacity (the allocator rounds up): it is what the
+        // caller's `Events` can take.
+        debug_assert!(max <= buf.capacity() && max <= MAX_EVENTS);
+        let max = max as libc::c_int;
+        let ptr = buf.as_mut_ptr();
+        if let Some(left) = deadline.remaining() {
+            if !left.is_zero() && PWAIT2.load(Ordering::Relaxed) == PWAIT2_YES {
+                let ts = timespec(left);
+                // SAFETY: `ptr` points to `max` writable `epoll_event`s (`max <= capacity`);
+                // `ts` outlives the call; a null sigmask leaves the mask alone (and makes the
+                // kernel ignore the size). Every argument is passed as a `c_long`, the width
+                // the variadic `syscall` reads.
+                let res = unsafe {
+                    syscall!(syscall(
+                        libc::SYS_epoll_pwait2,
+                        epfd as libc::c_long,
+                        ptr as libc::c_long,
+                        max as libc::c_long,
+                        &ts as *const libc::timespec as libc::c_long,
+                        ptr::null::<libc::sigset_t>() as libc::c_long,
+                        0 as libc::c_long,
+                    ))
+                };
+                match res {
+                    Ok(n) => return Ok(n as usize),
+                    // Seccomp filters (older container runtimes) can refuse a syscall they do
+                    // not know with ENOSYS or EPERM even though the probe passed; fall back.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                        PWAIT2.store(PWAIT2_NO, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let ms = deadline.remaining_ms();
+        // SAFETY: `ptr` points to `max` writable `epoll_event`s (`max <= capacity`).
+        let n = unsafe { syscall!(epoll_wait(epfd, ptr, max, ms)) }?;
+        Ok(n as usize)
+    }
+}
+
+/// Whether the kernel has `epoll_pwait2` (Linux 5.11): a call on fd -1 fails with `EBADF`
+/// if it does and `ENOSYS` if it does not (or `EPERM` under some seccomp filters).
+fn probe_pwait2() -> u8 {
+    // SAFETY: no pointer is dereferenced: the kernel checks `epfd` (-1) and fails with EBADF
+    // before touching the null event buffer; null timeout and sigmask are allowed.
+    let res = unsafe {
+        syscall!(syscall(
+            libc::SYS_epoll_pwait2,
+            -1 as libc::c_long,
+            ptr::null_mut::<libc::epoll_event>() as libc::c_long,
+            1 as libc::c_long,
+            ptr::null::<libc::timespec>() as libc::c_long,
+            ptr::null::<libc::sigset_t>() as libc::c_long,
+            0 as libc::c_long,
+        ))
+    };
+    match res {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => PWAIT2_YES,
+        _ => PWAIT2_NO,
+    }
+}
+
+/// The `epoll_event.events` mask for a registration. `EPOLLRDHUP` rides with read interest
+/// only: a level-triggered half-close would otherwise wake a writer at every poll.
+fn flags(interest: Interest, mode: Mode) -> u32 {
+    let mut f = 0;
+    if interest.is_readable() {
+        f |= libc::EPOLLIN | libc::EPOLLRDHUP;
+    }
+    if interest.is_writable() {
+        f |= libc::EPOLLOUT;
+    }
+    f |= match mode {
+        Mode::Level => 0,
+        Mode::Oneshot => libc::EPOLLONESHOT,
+        Mode::Edge => libc::EPOLLET,
+    };
+    f as u32
+}
+
+/// What the kernel reported, as a [`Readiness`]. Error and hang-up stay what they are: who
+/// they wake is the caller's decision ([`Readiness::satisfies`]), not folded into
+/// readable/writable as GHC's `toEvent` does.
+#[inline]
+fn readiness(events: u32) -> Readiness {
+    let e = events as libc::c_int;
+    let mut r = Readiness::EMPTY;
+    if e & libc::EPOLLIN != 0 {
+        r |= Readiness::READABLE;
+    }
+    if e & libc::EPOLLOUT != 0 {
+        r |= Readiness::WRITABLE;
+    }
+    if e & libc::EPOLLERR != 0 {
+        r |= Readiness::ERROR;
+    }
+    if e & (libc::EPOLLHUP | libc::EPOLLRDHUP) != 0 {
+        r |= Readiness::HANGUP;
+    }
+    r
+}
+
+impl Backend for Epoll {
+    /// `EPOLL_CTL_ADD`.
+    ///
+    /// # Errors
+    ///
+    /// `EEXIST` ([`AlreadyExists`](io::ErrorKind::AlreadyExists)) if already registered;
+    /// `EBADF`; [`Unsupported`](io::ErrorKind::Unsupported) for a regular file or a
+    /// directory (the kernel's `EPERM`); `ENOMEM`, `ENOSPC` (`max_user_watches`).
+    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, key, interest, mode).map_err(|e| {
+            // epoll_ctl(2): "EPERM The target file fd does not support epoll. This error
+            // can occur if fd refers to, for example, a regular file or a directory."
+            if e.raw_os_error() == Some(libc::EPERM) {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "epoll cannot watch this file type (EPERM): regular files and directories are always ready",
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// `EPOLL_CTL_MOD`, which also re-arms a fired oneshot registration.
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` ([`NotFound`](io::ErrorKind::NotFound)) if not registered; `EBADF`.
+    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, key, interest, mode)
+    }
+
+    /// `EPOLL_CTL_DEL`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` ([`NotFound`](io::ErrorKind::NotFound)) if not registered; `EBADF` if `fd`
+    /// is closed (closing the last reference already removed it from the set).
+    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: `self.epfd` is an open epoll fd; EPOLL_CTL_DEL ignores the event pointer,
+        // which may be null since Linux 2.6.9 (epoll_ctl(2), BUGS).
+        unsafe {
+            syscall!(epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                ptr::null_mut()
+            ))
+        }
+        .map(drop)
+    }
+
+    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        let deadline = Deadline::new(timeout);
+        let cap = events.capacity().min(MAX_EVENTS);
+        // The kernel writes into the Vec's spare capacity; its length stays 0 until the
+        // kernel says how many entries it wrote, so nothing is zeroed or read uninitialised.
+        let mut buf = std::mem::take(&mut events.epoll);
+        buf.clear();
+        buf.reserve(cap);
+        let res = loop {
+            match self.wait_once(&mut buf, cap, &deadline) {
+                // Never cut short: a wait that ended empty before the deadline (a slice of
+                // a wait longer than MAX_WAIT) waits again for the time left.
+                Ok(0) if deadline.has_time_left() => continue,
+                Ok(n) => break Ok(n),
+                // epoll_wait(2): interrupted by a signal handler "before either any of the
+                // requested events occurred or the timeout expired". Retry with the time left.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if deadline.has_time_left() {
+                        continue;
+                    }
+                    break Ok(0);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        events.clear();
+        if let Ok(n) = res {
+            debug_assert!(
+                n <= buf.capacity(),
+                "epoll returned {n} events for {} slots",
+                buf.capacity()
+            );
+            // SAFETY: the kernel initialised the first `n` entries, and `n <= capacity`
+            // because it never returns more than `maxevents`.
+            unsafe { buf.set_len(n.min(buf.capacity())) };
+            for ev in &buf {
+                let data = ev.u64;
+                events.push(Event::new(
+                    data as u32 as RawFd,
+                    (data >> 32) as u32,
+                    readiness(ev.events),
+                ));
+            }
+            events.grow_if_full();
+        }
+        events.epoll = buf;
+        res
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let ns = PWAIT2.load(Ordering::Relaxed) == PWAIT2_YES;
+        Capabilities {
+            level: true,
+            oneshot: true,
+            edge: true,
+            live_modify: true,
+            timeout_resolution: if ns {
+                Duration::from_nanos(1)
+            } else {
+                Duration::from_millis(1)
+            },
+        }
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epfd.as_raw_fd()
+    }
+}
+
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epfd.as_fd()
+    }
+}
+
+impl fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Epoll")
+            .field("epfd", &self.epfd.as_raw_fd())
+            .finish()
+    }
+}
