@@ -15,11 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use ioman::{Backend, EventManager, Interest, Lifetime};
+use ioman::{Backend, EventManager, Interest, Lifetime, Pool};
 
 const THREADS: usize = 8;
 const ROUNDS: usize = 3;
 const TIMERS_PER_THREAD: usize = 60;
+
+/// The two tests here would together come close to the open-file limit: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn fd_budget() -> usize {
     let wanted = std::env::var("IOMAN_STRESS_FDS")
@@ -100,7 +103,7 @@ fn stress<B: Backend + 'static>(make: fn() -> io::Result<B>, fds: usize) -> io::
     thread::scope(|s| {
         for t in 0..THREADS {
             let m = &m;
-            s.spawn(move || worker(m, t, pairs_per_thread));
+            s.spawn(move || worker(&|_| m, m, t, pairs_per_thread));
         }
     });
 
@@ -110,7 +113,11 @@ fn stress<B: Backend + 'static>(make: fn() -> io::Result<B>, fds: usize) -> io::
     h.join()
 }
 
-fn worker<B: Backend + 'static>(m: &EventManager<B>, t: usize, n: usize) {
+/// `owner` names the manager of an fd (one manager, or a pool's `manager_for`); `m` is the
+/// one this thread registers its timeouts with.
+type Owner<'a, B> = &'a (dyn Fn(RawFd) -> &'a EventManager<B> + Sync);
+
+fn worker<B: Backend + 'static>(owner: Owner<'_, B>, m: &EventManager<B>, t: usize, n: usize) {
     let mut pairs: Vec<Pair> = (0..n)
         .map(|i| {
             let (writer, reader) = util::pair().expect("socketpair");
@@ -147,12 +154,20 @@ fn worker<B: Backend + 'static>(m: &EventManager<B>, t: usize, n: usize) {
     }
 
     for p in &pairs {
-        arm(m, p.fd, &p.reader, &p.reads, &p.closed, p.self_arming);
+        arm(
+            owner(p.fd),
+            p.fd,
+            &p.reader,
+            &p.reads,
+            &p.closed,
+            p.self_arming,
+        );
     }
     for round in 1..=ROUNDS {
         for (i, p) in pairs.iter_mut().enumerate() {
             // Exercise unregister on the test-armed half: arm twice, drop one.
             if round > 1 && !p.self_arming {
+                let m = owner(p.fd);
                 let extra = m
                     .register_fd(p.fd, Interest::READ, Lifetime::OneShot, |_, _, _| {
                         panic!("an unregistered callback ran")
@@ -172,7 +187,7 @@ fn worker<B: Backend + 'static>(m: &EventManager<B>, t: usize, n: usize) {
     // registration (told CLOSED once), the others have none.
     for p in &pairs {
         let stream = p.reader.lock().unwrap().take().expect("open");
-        let told = m.close_fd(stream).expect("close_fd");
+        let told = owner(p.fd).close_fd(stream).expect("close_fd");
         assert_eq!(
             told,
             usize::from(p.self_arming),
@@ -198,8 +213,55 @@ fn worker<B: Backend + 'static>(m: &EventManager<B>, t: usize, n: usize) {
 /// open-file limit).
 #[test]
 fn many_threads_many_fds() -> io::Result<()> {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fds = fd_budget();
     stress(ioman_poll::Epoll::new, fds)?;
     stress(ioman_poll::Poll::new, fds)?;
+    Ok(())
+}
+
+/// The same workload on a pool of 4 managers: each fd is owned by one of them, re-armed by
+/// its own loop or by the test threads, closed from any thread; then shutdown with
+/// connections live.
+#[test]
+fn pool_of_four() -> io::Result<()> {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let fds = fd_budget();
+    let panics = Arc::new(AtomicUsize::new(0));
+    let p = panics.clone();
+    let pool = Pool::builder()
+        .threads(4)
+        .panic_hook(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()?;
+    let owner = |fd: RawFd| &**pool.manager_for(fd);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (owner, pool) = (&owner, &pool);
+            s.spawn(move || worker(owner, pool.current(), t, fds / 2 / THREADS));
+        }
+    });
+    assert_eq!(panics.load(Ordering::SeqCst), 0, "no callback panicked");
+    for m in pool.managers() {
+        assert_eq!(m.live(), (0, 0));
+    }
+
+    // Shutdown with connections live: every loop stops, waiters are released.
+    let pairs: Vec<_> = (0..64).map(|_| util::pair().unwrap()).collect();
+    for (_, b) in &pairs {
+        pool.register_fd(b, Interest::READ, Lifetime::MultiShot, |_, _, _| {})?;
+    }
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.wait_readable(&pairs[0].1, None));
+        util::wait_until(|| pool.manager_for(&pairs[0].1).live().0 >= 2);
+        pool.shutdown();
+        assert!(ioman::ShutDown::is(&waiter.join().unwrap().unwrap_err()));
+    });
+    pool.join()?;
+    for m in pool.managers() {
+        assert_eq!(m.state(), ioman::State::Finished);
+        assert_eq!(m.live(), (0, 0));
+    }
     Ok(())
 }

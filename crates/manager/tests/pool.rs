@@ -1,0 +1,74 @@
+//! A pool of managers: which manager owns an fd, and close_fd from any thread.
+
+mod util;
+
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use ioman::{Interest, Lifetime, Pool};
+
+/// Every fd's callbacks run on its owner, `manager_for(fd)`, whichever thread registered.
+#[test]
+fn callbacks_run_on_the_owning_manager() -> io::Result<()> {
+    let pool = Pool::new(3)?;
+    assert_eq!(pool.len(), 3);
+    let pairs: Vec<_> = (0..24).map(|_| util::pair().unwrap()).collect();
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|s| {
+        for chunk in pairs.chunks(6) {
+            let (pool, tx) = (&pool, tx.clone());
+            s.spawn(move || {
+                for (_, b) in chunk {
+                    let tx = tx.clone();
+                    pool.register_fd(b, Interest::READ, Lifetime::OneShot, move |m, key, _| {
+                        tx.send((key.fd(), m as *const _ as usize)).unwrap();
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    for (a, _) in &pairs {
+        (&*a).write_all(b"x")?;
+    }
+    for _ in &pairs {
+        let (fd, manager) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(manager, Arc::as_ptr(pool.manager_for(fd)) as usize);
+        assert_eq!(
+            pool.manager_for(fd) as *const _,
+            &pool.managers()[fd as usize % 3] as *const _
+        );
+    }
+    Ok(())
+}
+
+/// close_fd from a thread that is not the owner's loop tells the fd's registrations CLOSED,
+/// and the pool's wait helpers release a waiter whose fd is closed.
+#[test]
+fn close_fd_from_any_thread() -> io::Result<()> {
+    let pool = Arc::new(Pool::new(2)?);
+    let (_a, b) = util::pair()?;
+    let fd = b.as_raw_fd();
+    let (tx, rx) = mpsc::channel();
+    pool.register_fd(fd, Interest::READ, Lifetime::MultiShot, move |_, _, r| {
+        tx.send(r).unwrap()
+    })?;
+    let p = pool.clone();
+    let waiter = thread::spawn(move || p.wait_readable(fd, None));
+    util::wait_until(|| pool.manager_for(fd).live().0 == 2);
+    let closer = {
+        let p = pool.clone();
+        thread::spawn(move || p.close_fd(b))
+    };
+    assert_eq!(closer.join().unwrap()?, 2);
+    assert!(rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap()
+        .is_closed());
+    let e = waiter.join().unwrap().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    Ok(())
+}
