@@ -1,0 +1,260 @@
+//! `TimerQueue` behaviour, driven by a `ManualClock`: no test sleeps.
+
+use std::time::{Duration, Instant};
+
+use ioman_timers::{Clock, ManualClock, TimerKey, TimerQueue};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn queue<T>() -> (ManualClock, TimerQueue<T, ManualClock>) {
+    let clock = ManualClock::new();
+    let q = TimerQueue::with_clock(clock.clone());
+    (clock, q)
+}
+
+fn fire<T>(q: &mut TimerQueue<T, ManualClock>, now: Instant) -> Vec<T> {
+    q.expire(now).map(|(_, v)| v).collect()
+}
+
+#[test]
+fn timers_fire_in_deadline_order() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    for (i, d) in [50u64, 10, 40, 20, 30].into_iter().enumerate() {
+        q.register(t0 + ms(d), i);
+    }
+    clock.advance(ms(35));
+    assert_eq!(fire(&mut q, clock.now()), [1, 3, 4]);
+    clock.advance(ms(100));
+    assert_eq!(fire(&mut q, clock.now()), [2, 0]);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn equal_deadlines_fire_in_registration_order() {
+    let (clock, mut q) = queue();
+    let t = clock.now() + ms(10);
+    let keys: Vec<_> = (0..100).map(|i| q.register(t + ms(i % 3), i)).collect();
+    // Moving timers away and back does not change their order among equals.
+    for &k in keys.iter().step_by(7) {
+        assert!(q.update(k, t + ms(500)));
+        assert!(q.update(k, t));
+    }
+    for &k in keys.iter().skip(1).step_by(5) {
+        assert!(q.update(k, t + ms(2)));
+    }
+    clock.advance(ms(20));
+    let fired = fire(&mut q, clock.now());
+    let mut want: Vec<u64> = (0..100).collect();
+    let deadline = |i: u64| {
+        if (i as usize) % 5 == 1 {
+            2
+        } else if (i as usize) % 7 == 0 {
+            0
+        } else {
+            i % 3
+        }
+    };
+    want.sort_by_key(|&i| (deadline(i), i));
+    assert_eq!(fired, want);
+}
+
+#[test]
+fn moving_a_deadline_earlier_fires_it_earlier() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    let a = q.register(t0 + ms(100), "a");
+    q.register(t0 + ms(50), "b");
+    assert!(q.update(a, t0 + ms(10)));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(10)));
+    clock.advance(ms(10));
+    assert_eq!(fire(&mut q, clock.now()), ["a"]);
+}
+
+#[test]
+fn moving_a_deadline_later_delays_it_exactly() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    let a = q.register(t0 + ms(10), "a");
+    q.register(t0 + ms(20), "b");
+    assert!(q.update_after(a, ms(30)));
+    assert_eq!(q.deadline(a), Some(t0 + ms(30)));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(20)));
+    assert_eq!(fire(&mut q, t0 + ms(29)), ["b"]);
+    assert!(fire(&mut q, t0 + ms(30) - Duration::from_nanos(1)).is_empty());
+    assert_eq!(fire(&mut q, t0 + ms(30)), ["a"]);
+}
+
+#[test]
+fn many_lazy_later_moves_fire_exactly_at_the_final_deadline() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    let keys: Vec<_> = (0..1000u64)
+        .map(|i| q.register(t0 + ms(i + 1), i))
+        .collect();
+    // Push every timer later many times, to distinct final deadlines in reverse order.
+    for round in 1..=10u64 {
+        for (i, &k) in keys.iter().enumerate() {
+            let i = i as u64;
+            assert!(q.update(k, t0 + ms(1000 * round + (1000 - i))));
+        }
+    }
+    assert_eq!(q.check_invariants(), Ok(()));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(10_001)));
+    assert!(fire(&mut q, t0 + ms(10_001) - Duration::from_nanos(1)).is_empty());
+    for i in (0..1000u64).rev() {
+        let at = t0 + ms(10_000 + (1000 - i));
+        assert_eq!(q.next_deadline(), Some(at));
+        assert_eq!(
+            q.timeout(at - Duration::from_nanos(3)),
+            Some(Duration::from_nanos(3))
+        );
+        assert_eq!(fire(&mut q, at), [i]);
+    }
+    assert!(q.is_empty());
+}
+
+#[test]
+fn next_deadline_is_exact_after_lazy_moves() {
+    let (clock, mut q) = queue::<()>();
+    let t0 = clock.now();
+    let a = q.register(t0 + ms(1), ());
+    let b = q.register(t0 + ms(2), ());
+    assert_eq!(q.next_deadline(), Some(t0 + ms(1)));
+    q.update(a, t0 + ms(5));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(2)));
+    q.update(b, t0 + ms(7));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(5)));
+    q.update(a, t0 + ms(9));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(7)));
+    q.update(b, t0 + ms(3));
+    assert_eq!(q.next_deadline(), Some(t0 + ms(3)));
+    assert_eq!(q.check_invariants(), Ok(()));
+}
+
+#[test]
+fn cancel_after_expiry_returns_none() {
+    let (clock, mut q) = queue();
+    let a = q.register_after(ms(1), "a");
+    clock.advance(ms(1));
+    assert_eq!(fire(&mut q, clock.now()), ["a"]);
+    assert_eq!(q.cancel(a), None);
+    assert!(!q.update_after(a, ms(1)));
+    assert_eq!(q.deadline(a), None);
+    assert_eq!(q.get(a), None);
+    // The slot is reused; the stale key still reaches nothing.
+    let b = q.register_after(ms(1), "b");
+    assert_ne!(a, b);
+    assert_eq!(q.cancel(a), None);
+    assert_eq!(q.get(b), Some(&"b"));
+    assert_eq!(q.cancel(b), Some("b"));
+    assert_eq!(q.cancel(b), None);
+}
+
+#[test]
+fn huge_durations_never_fire_and_never_panic() {
+    let (clock, mut q) = queue();
+    let never = q.register_after(Duration::MAX, "never");
+    assert_eq!(q.deadline(never), None);
+    assert_eq!(q.next_deadline(), None);
+    assert_eq!(q.timeout(clock.now()), None);
+    let soon = q.register_after(ms(5), "soon");
+    assert!(q.update_after(soon, Duration::MAX));
+    assert!(q.update_after(never, Duration::from_secs(u64::MAX)));
+    assert_eq!(q.timeout(clock.now()), None);
+    clock.advance(Duration::from_secs(100 * 365 * 24 * 3600));
+    assert!(fire(&mut q, clock.now()).is_empty());
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.get(never), Some(&"never"));
+    // A never-timer can be brought back.
+    assert!(q.update_after(never, Duration::ZERO));
+    assert_eq!(fire(&mut q, clock.now()), ["never"]);
+    assert_eq!(q.cancel(soon), Some("soon"));
+}
+
+#[test]
+fn zero_durations_and_past_deadlines_are_due_at_the_next_expire() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    q.register_after(Duration::ZERO, "zero");
+    q.register(t0, "now");
+    if let Some(past) = t0.checked_sub(Duration::from_secs(1)) {
+        q.register(past, "past");
+    }
+    assert_eq!(q.timeout(t0), Some(Duration::ZERO));
+    let fired = fire(&mut q, t0);
+    assert_eq!(&fired[..2], ["zero", "now"]);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn timeout_is_exact_to_the_nanosecond() {
+    let (clock, mut q) = queue();
+    assert_eq!(q.timeout(clock.now()), None);
+    let t0 = clock.now();
+    q.register(t0 + Duration::from_nanos(1_234_567), ());
+    assert_eq!(q.timeout(t0), Some(Duration::from_nanos(1_234_567)));
+    clock.advance(Duration::from_nanos(1_234_566));
+    assert_eq!(q.timeout(clock.now()), Some(Duration::from_nanos(1)));
+    assert!(fire(&mut q, clock.now()).is_empty());
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(q.timeout(clock.now()), Some(Duration::ZERO));
+    // Late callers see zero, not an underflow.
+    assert_eq!(q.timeout(clock.now() + ms(5)), Some(Duration::ZERO));
+    assert_eq!(fire(&mut q, clock.now()).len(), 1);
+    assert_eq!(q.timeout(clock.now()), None);
+}
+
+#[test]
+fn expire_leaves_unconsumed_timers_queued() {
+    let (clock, mut q) = queue();
+    for i in 0..5u64 {
+        q.register_after(ms(i), i);
+    }
+    clock.advance(ms(10));
+    let first: Vec<_> = q.expire(clock.now()).take(2).map(|(_, v)| v).collect();
+    assert_eq!(first, [0, 1]);
+    assert_eq!(q.len(), 3);
+    assert_eq!(fire(&mut q, clock.now()), [2, 3, 4]);
+}
+
+#[test]
+fn expire_yields_keys_that_match_registration() {
+    let (clock, mut q) = queue();
+    let keys: Vec<TimerKey> = (0..3).map(|i| q.register_after(ms(i), i)).collect();
+    clock.advance(ms(5));
+    let fired: Vec<TimerKey> = q.expire(clock.now()).map(|(k, _)| k).collect();
+    assert_eq!(fired, keys);
+}
+
+#[test]
+fn clear_makes_every_timer_key_stale() {
+    let (_clock, mut q) = queue();
+    let a = q.register_after(ms(1), 1);
+    q.clear();
+    assert!(q.is_empty());
+    let b = q.register_after(ms(1), 2);
+    assert_eq!(q.get(a), None);
+    assert_eq!(q.get(b), Some(&2));
+}
+
+#[test]
+fn the_monotonic_clock_queue_works_without_a_manual_clock() {
+    let mut q = TimerQueue::new();
+    let now = q.now();
+    q.register(now, "due");
+    assert_eq!(q.expire(q.now()).count(), 1);
+    assert!(q.clock().now() >= now);
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TimerQueue<String>>();
+    assert_send_sync::<TimerQueue<String, ManualClock>>();
+    assert_send_sync::<ioman_timers::Psq<u64, String>>();
+    assert_send_sync::<ManualClock>();
+    assert_send_sync::<TimerKey>();
+}
