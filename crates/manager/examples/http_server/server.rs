@@ -268,8 +268,6 @@ struct Conn {
     closing: bool,
     timer: Option<TimeoutKey>,
     idle_timeout: Duration,
-    /// Whether the last [`drive`](Conn::drive) answered at least one request.
-    got_request: bool,
     counters: Arc<Counters>,
 }
 
@@ -299,7 +297,6 @@ fn start_conn(stream: TcpStream, index: usize, shared: &Arc<Shared>) -> io::Resu
         closing: false,
         timer: None,
         idle_timeout: shared.idle_timeout,
-        got_request: false,
         counters,
     }));
     let for_timer = Arc::clone(&cell);
@@ -372,13 +369,7 @@ fn close(mgr: &EventManager, cell: &Cell) {
 fn on_ready(mgr: &EventManager, fd: RawFd, cell: Cell) {
     let next = {
         let mut c = lock(&cell);
-        let next = c.drive();
-        if let (Some(key), Next::Wait(_)) = (c.timer, &next) {
-            if c.got_request {
-                mgr.update_timeout(key, c.idle_timeout);
-            }
-        }
-        next
+        c.drive(mgr)
     };
     match next {
         Next::Wait(interest) => {
@@ -436,8 +427,7 @@ impl Conn {
     }
 
     /// Does what the connection can do without blocking and says what it waits for next.
-    fn drive(&mut self) -> Next {
-        self.got_request = false;
+    fn drive(&mut self, mgr: &EventManager) -> Next {
         if !self.out.is_empty() {
             return match self.flush(0) {
                 Flush::Done if self.closing => Next::Close,
@@ -484,7 +474,11 @@ impl Conn {
                 self.counters
                     .requests
                     .fetch_add(answered, Ordering::Relaxed);
-                self.got_request = true;
+                // Before the response goes out, so that a client that saw it finds the
+                // timeout already pushed.
+                if let Some(key) = self.timer {
+                    mgr.update_timeout(key, self.idle_timeout);
+                }
             }
             if !keep {
                 bump(&self.counters.protocol_closes);
