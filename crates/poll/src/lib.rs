@@ -548,38 +548,29 @@ pub trait Backend: Send + Sync {
     fn capabilities(&self) -> Capabilities;
 }
 
-impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-        (**self).register(fd, key, interest, mode)
-    }
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-        (**self).modify(fd, key, interest, mode)
-    }
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        (**self).deregister(fd)
-    }
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-        (**self).poll(events, timeout)
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
+/// `Backend` for smart pointers to a backend, so one can be shared (`Arc<Epoll>`) or chosen
+/// at run time (`Box<dyn Backend>`).
+macro_rules! forward_backend {
+    ($($ptr:ident)::+) => {
+        impl<B: Backend + ?Sized> Backend for $($ptr)::+<B> {
+            fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+                (**self).register(fd, key, interest, mode)
+            }
+            fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+                (**self).modify(fd, key, interest, mode)
+            }
+            fn deregister(&self, fd: RawFd) -> io::Result<()> {
+                (**self).deregister(fd)
+            }
+            fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+                (**self).poll(events, timeout)
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+        }
+    };
 }
 
-impl<B: Backend + ?Sized> Backend for Box<B> {
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-        (**self).register(fd, key, interest, mode)
-    }
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-        (**self).modify(fd, key, interest, mode)
-    }
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        (**self).deregister(fd)
-    }
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-        (**self).poll(events, timeout)
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-}
+forward_backend!(std::sync::Arc);
+forward_backend!(Box);

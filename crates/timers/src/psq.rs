@@ -380,21 +380,27 @@ impl<P: Ord, V> Psq<P, V> {
         self.debug_check_at(pos);
     }
 
+    /// The smallest child of `pos`, if it has any.
+    #[inline]
+    fn min_child(&self, pos: usize) -> Option<usize> {
+        let first = pos * ARITY + 1;
+        let len = self.heap.len();
+        if first >= len {
+            return None;
+        }
+        let end = (first + ARITY).min(len);
+        let mut min = first;
+        for c in first + 1..end {
+            if self.heap[c].before(&self.heap[min]) {
+                min = c;
+            }
+        }
+        Some(min)
+    }
+
     /// Moves the entry at `pos` towards the leaves until no child is smaller.
     fn sift_down(&mut self, mut pos: usize) {
-        let len = self.heap.len();
-        loop {
-            let first = pos * ARITY + 1;
-            if first >= len {
-                break;
-            }
-            let end = (first + ARITY).min(len);
-            let mut min = first;
-            for c in first + 1..end {
-                if self.heap[c].before(&self.heap[min]) {
-                    min = c;
-                }
-            }
+        while let Some(min) = self.min_child(pos) {
             if !self.heap[min].before(&self.heap[pos]) {
                 break;
             }
@@ -409,19 +415,7 @@ impl<P: Ord, V> Psq<P, V> {
     /// Moves the entry at `pos` down along the path of smallest children to a leaf, then
     /// up to where it belongs.
     fn sift_down_to_bottom(&mut self, mut pos: usize) {
-        let len = self.heap.len();
-        loop {
-            let first = pos * ARITY + 1;
-            if first >= len {
-                break;
-            }
-            let end = (first + ARITY).min(len);
-            let mut min = first;
-            for c in first + 1..end {
-                if self.heap[c].before(&self.heap[min]) {
-                    min = c;
-                }
-            }
+        while let Some(min) = self.min_child(pos) {
             self.heap.swap(pos, min);
             self.slots[self.heap[pos].slot as usize].pos = pos as u32;
             pos = min;
