@@ -184,18 +184,25 @@ impl Interest {
     }
 }
 
-impl BitOr for Interest {
-    type Output = Interest;
-    fn bitor(self, rhs: Interest) -> Interest {
-        self.add(rhs)
-    }
+/// `|` and `|=` on a bit-set type, by its union method.
+macro_rules! bit_or {
+    ($t:ident, $union:ident) => {
+        impl BitOr for $t {
+            type Output = $t;
+            fn bitor(self, rhs: $t) -> $t {
+                self.$union(rhs)
+            }
+        }
+
+        impl BitOrAssign for $t {
+            fn bitor_assign(&mut self, rhs: $t) {
+                *self = self.$union(rhs);
+            }
+        }
+    };
 }
 
-impl BitOrAssign for Interest {
-    fn bitor_assign(&mut self, rhs: Interest) {
-        *self = self.add(rhs);
-    }
-}
+bit_or!(Interest, add);
 
 impl fmt::Debug for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -298,18 +305,7 @@ impl Readiness {
     }
 }
 
-impl BitOr for Readiness {
-    type Output = Readiness;
-    fn bitor(self, rhs: Readiness) -> Readiness {
-        self.union(rhs)
-    }
-}
-
-impl BitOrAssign for Readiness {
-    fn bitor_assign(&mut self, rhs: Readiness) {
-        *self = self.union(rhs);
-    }
-}
+bit_or!(Readiness, union);
 
 impl fmt::Debug for Readiness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
