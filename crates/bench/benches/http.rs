@@ -11,6 +11,8 @@
 //! IOMAN_BENCH_ONLY=keepalive|cpu|idle|multicore  (run one table)
 //! IOMAN_BENCH_ROUNDS=3                         (rounds per point; medians are printed)
 //! IOMAN_BENCH_SERVERS=ioman,tokio,mio          (keep-alive table: these servers only)
+//! IOMAN_BENCH_THREADS=1,2,4,8,16               (multicore table: manager/worker counts)
+//! IOMAN_BENCH_CLIENT_THREADS=8                 (multicore table: load generator threads)
 //! ```
 //!
 //! 1. **Keep-alive**, C = 100 and 1,000 (`IOMAN_BENCH_CLIENTS`): one server thread each (ioman
@@ -356,7 +358,16 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs the in-process closed loop for `secs` against `under`, then stops it.
 fn measure(under: Under, clients: usize, secs: u64) -> io::Result<Point> {
-    let load = loadgen::Load::start(under.addr, clients, 1)?;
+    measure_with(under, clients, 1, secs)
+}
+
+fn measure_with(
+    under: Under,
+    clients: usize,
+    client_threads: usize,
+    secs: u64,
+) -> io::Result<Point> {
+    let load = loadgen::Load::start(under.addr, clients, client_threads)?;
     thread::sleep(Duration::from_secs(secs));
     let r = load.stop();
     under.stop();
@@ -441,9 +452,13 @@ fn keepalive(secs: u64) -> io::Result<()> {
 fn multicore(secs: u64) -> io::Result<()> {
     let clients = 1000;
     let rounds = rounds();
+    // A bigger machine: IOMAN_BENCH_THREADS=1,2,4,8,16 IOMAN_BENCH_CLIENT_THREADS=8.
+    let counts = env_list("IOMAN_BENCH_THREADS", &[1, 2]);
+    let client_threads = env_num("IOMAN_BENCH_CLIENT_THREADS", 1).max(1) as usize;
     println!(
-        "\n## Multicore keep-alive HTTP, C = {clients}, 1 client thread, median of {rounds} \
-         rounds of {secs} s per point (client and server share this machine's {} cores)",
+        "\n## Multicore keep-alive HTTP, C = {clients}, {client_threads} client thread(s), \
+         median of {rounds} rounds of {secs} s per point (client and server share this \
+         machine's {} cores)",
         thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
@@ -451,15 +466,19 @@ fn multicore(secs: u64) -> io::Result<()> {
         "threads", "server", "req/s", "p99 ms", "efficiency"
     );
     let names = ["ioman (1 manager / Pool)", "tokio multi_thread"];
-    let mut points: Vec<Vec<Point>> = (0..4).map(|_| Vec::new()).collect();
+    let mut points: Vec<Vec<Point>> = (0..2 * counts.len()).map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (t, threads) in [1usize, 2].into_iter().enumerate() {
-            points[2 * t].push(measure(start_ioman(threads)?, clients, secs)?);
-            points[2 * t + 1].push(measure(start_tokio(threads)?, clients, secs)?);
+        for (t, &threads) in counts.iter().enumerate() {
+            let ioman = start_ioman(threads)?;
+            points[2 * t].push(measure_with(ioman, clients, client_threads, secs)?);
+            let tokio = start_tokio(threads)?;
+            points[2 * t + 1].push(measure_with(tokio, clients, client_threads, secs)?);
         }
     }
+    // Efficiency is relative to the first count (normally 1 thread).
+    let first = counts.first().copied().unwrap_or(1).max(1) as f64;
     let base = [median(&points[0]).rate, median(&points[1]).rate];
-    for (t, threads) in [1usize, 2].into_iter().enumerate() {
+    for (t, &threads) in counts.iter().enumerate() {
         for (k, name) in names.iter().enumerate() {
             let p = median(&points[2 * t + k]);
             println!(
@@ -468,7 +487,7 @@ fn multicore(secs: u64) -> io::Result<()> {
                 name,
                 p.rate,
                 ms(p.p99),
-                100.0 * p.rate / (threads as f64 * base[k])
+                100.0 * p.rate * first / (threads as f64 * base[k])
             );
         }
     }
