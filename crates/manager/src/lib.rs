@@ -378,7 +378,11 @@ impl<B: Backend + 'static> EventManager<B> {
                 Ok(FdKey { fd, id })
             }
             Err(e) => {
-                entry.regs.pop();
+                let reg = entry.regs.pop();
+                drop(stripe);
+                // Dropped outside the lock: the callback may own things whose drop calls the
+                // manager.
+                drop(reg);
                 Err(e)
             }
         }

@@ -133,12 +133,15 @@ fn close_fd_notifies_and_protects_reuse<B: Backend + 'static>(
     let m = build(make)?;
     let (mut a, b) = pair()?;
     let fd = b.as_raw_fd();
+    let identity = fd_identity(fd);
+    assert!(identity.is_some());
     let seen = Arc::new(Mutex::new(Vec::new()));
     for lifetime in [Lifetime::OneShot, Lifetime::MultiShot] {
-        let s = seen.clone();
+        let (s, identity) = (seen.clone(), identity.clone());
         m.register_fd(fd, Interest::READ, lifetime, move |_, key, r| {
-            // The fd is already closed when CLOSED is delivered.
-            let open = unsafe_free_is_open(key.fd());
+            // The fd is already closed when CLOSED is delivered: its number names nothing,
+            // or (tests run in parallel) something else.
+            let open = fd_identity(key.fd()) == identity;
             s.lock().unwrap().push((r, open));
         })?;
     }
@@ -166,9 +169,9 @@ fn close_fd_notifies_and_protects_reuse<B: Backend + 'static>(
     Ok(())
 }
 
-/// Whether `fd` is open, without unsafe code: /proc/self/fd lists it.
-fn unsafe_free_is_open(fd: i32) -> bool {
-    std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+/// What `fd` refers to (`socket:[inode]`), or `None` if it is not open.
+fn fd_identity(fd: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
 }
 
 /// A callback may register, unregister, close and shut down.
@@ -253,15 +256,12 @@ fn registration_errors<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io:
         .unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     // A closed fd number.
-    let (a, b) = pair()?;
-    let closed = b.as_raw_fd();
-    drop(b);
+    let closed = util::closed_fd();
     let e = m
         .register_fd(closed, Interest::READ, Lifetime::OneShot, |_, _, _| {})
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
     assert_eq!(m.live().0, 0);
-    drop(a);
     Ok(())
 }
 
@@ -346,7 +346,70 @@ fn hangup_reaches_every_registration<B: Backend + 'static>(
     Ok(())
 }
 
+/// A callback may own something whose drop calls the manager: the manager never drops a
+/// callback while holding one of its locks (a failed registration, an unregister, a fired
+/// one-shot, close and shutdown all drop it outside).
+fn callback_drop_may_call_manager<B: Backend + 'static>(
+    make: fn() -> io::Result<B>,
+) -> io::Result<()> {
+    struct CallsManager<B: Backend + 'static>(Arc<EventManager<B>>, Arc<AtomicUsize>);
+    impl<B: Backend + 'static> Drop for CallsManager<B> {
+        fn drop(&mut self) {
+            let _ = self.0.live(); // takes every stripe lock and the timer lock
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let m = Arc::new(build(make)?);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let guard = || CallsManager(m.clone(), drops.clone());
+
+    // Refused registration (a closed fd).
+    let closed = util::closed_fd();
+    let g = guard();
+    let r = m.register_fd(closed, Interest::READ, Lifetime::OneShot, move |_, _, _| {
+        let _ = &g;
+    });
+    assert!(r.is_err());
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+    // Unregister, fired one-shot, close_fd, and a cancelled timeout.
+    let (mut a, b) = pair()?;
+    let g = guard();
+    let k = m.register_fd(&b, Interest::READ, Lifetime::MultiShot, move |_, _, _| {
+        let _ = &g;
+    })?;
+    assert!(m.unregister_fd(k)?);
+    let g = guard();
+    m.register_fd(&b, Interest::READ, Lifetime::OneShot, move |_, _, _| {
+        let _ = &g;
+    })?;
+    a.write_all(b"x")?;
+    drive(&m, || drops.load(Ordering::SeqCst) == 3);
+    let g = guard();
+    m.register_fd(&b, Interest::WRITE, Lifetime::MultiShot, move |_, _, _| {
+        let _ = &g;
+    })?;
+    m.close_fd(b)?;
+    let g = guard();
+    let t = m.register_timeout(Duration::from_secs(60), move |_| {
+        let _ = &g;
+    })?;
+    assert!(m.unregister_timeout(t));
+    assert_eq!(drops.load(Ordering::SeqCst), 5);
+
+    // Shutdown drops what is left.
+    let (_c, d) = pair()?;
+    let g = guard();
+    m.register_fd(&d, Interest::READ, Lifetime::MultiShot, move |_, _, _| {
+        let _ = &g;
+    })?;
+    m.shutdown();
+    assert_eq!(drops.load(Ordering::SeqCst), 6);
+    Ok(())
+}
+
 for_each_backend!(
+    callback_drop_may_call_manager,
     oneshot_fires_once,
     multishot_stays,
     several_registrations_per_fd,

@@ -15,6 +15,18 @@ pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
     Ok((a, b))
 }
 
+/// An fd number that is not open. Not one just closed: tests run in parallel threads, and
+/// another test may be handed that number at once. This one is far above what a test binary
+/// here opens (and still below the 20,000 limit, so it is a plain EBADF).
+pub fn closed_fd() -> std::os::fd::RawFd {
+    let fd = 19_000;
+    assert!(
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).is_err(),
+        "fd {fd} is open"
+    );
+    fd
+}
+
 /// A manager on epoll.
 pub fn epoll() -> io::Result<EventManager<ioman_poll::Epoll>> {
     EventManager::builder()
