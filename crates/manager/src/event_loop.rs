@@ -173,6 +173,16 @@ impl<B: Backend + 'static> EventManager<B> {
     /// When the thread cannot be spawned. The loop's own errors come from
     /// [`LoopHandle::join`].
     pub fn spawn(self: &Arc<Self>) -> io::Result<LoopHandle> {
+        self.spawn_with("ioman-loop".into(), || {})
+    }
+
+    /// `spawn` with a thread name and a hook run first on the new thread (a `Pool` uses it to
+    /// let its user pin each loop to a core).
+    pub(crate) fn spawn_with(
+        self: &Arc<Self>,
+        name: String,
+        on_start: impl FnOnce() + Send + 'static,
+    ) -> io::Result<LoopHandle> {
         match self
             .state
             .compare_exchange(CREATED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
@@ -182,15 +192,14 @@ impl<B: Backend + 'static> EventManager<B> {
             Err(_) => return Err(shut_down()),
         }
         let me = Arc::clone(self);
-        match thread::Builder::new()
-            .name("ioman-loop".into())
-            .spawn(move || {
-                // The state is Running already (set above), so no other `run` can start; a
-                // `step` may hold the loop lock for a moment.
-                let ls = lock(&me.loop_state);
-                me.loop_thread.store(thread_id(), Ordering::SeqCst);
-                me.run_loop(ls)
-            }) {
+        match thread::Builder::new().name(name).spawn(move || {
+            on_start();
+            // The state is Running already (set above), so no other `run` can start; a
+            // `step` may hold the loop lock for a moment.
+            let ls = lock(&me.loop_state);
+            me.loop_thread.store(thread_id(), Ordering::SeqCst);
+            me.run_loop(ls)
+        }) {
             Ok(thread) => Ok(LoopHandle { thread }),
             Err(e) => {
                 let _ = self.state.compare_exchange(

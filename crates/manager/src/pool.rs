@@ -33,9 +33,9 @@ use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
 /// timer thread because the hot path of a server (push a connection's timeout later on each
 /// request) then takes an uncontended lock on the thread that owns it.
 ///
-/// Threads are not pinned to cores (that needs `sched_setaffinity`, outside this crate's
-/// `forbid(unsafe_code)`); pin the loop threads yourself through [`LoopHandle::thread`] if
-/// you need it.
+/// Threads are named `ioman-loop-<i>` and not pinned by the pool itself (that needs
+/// `sched_setaffinity`, outside this crate's `forbid(unsafe_code)`): pass
+/// [`PoolBuilder::on_loop_start`] a function that pins the calling thread to core `i`.
 ///
 /// # Examples
 ///
@@ -70,6 +70,7 @@ pub struct PoolBuilder<B: Backend + 'static = DefaultBackend> {
     backend: Arc<dyn Fn() -> io::Result<B> + Send + Sync>,
     clock: Arc<dyn Clock>,
     panic_hook: Option<PanicHook>,
+    on_loop_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Pool<DefaultBackend> {
@@ -89,6 +90,7 @@ impl Pool<DefaultBackend> {
             backend: Arc::new(DefaultBackend::new),
             clock: Arc::new(MonotonicClock),
             panic_hook: None,
+            on_loop_start: None,
         }
     }
 }
@@ -110,6 +112,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
             backend: Arc::new(make),
             clock: self.clock,
             panic_hook: self.panic_hook,
+            on_loop_start: self.on_loop_start,
         }
     }
 
@@ -125,6 +128,13 @@ impl<B: Backend + 'static> PoolBuilder<B> {
         hook: impl Fn(&(dyn std::any::Any + Send)) + Send + Sync + 'static,
     ) -> Self {
         self.panic_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook(i)` on loop thread `i` before its loop starts: the place to pin it to a
+    /// core or set its priority.
+    pub fn on_loop_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_loop_start = Some(Arc::new(hook));
         self
     }
 
@@ -151,8 +161,14 @@ impl<B: Backend + 'static> PoolBuilder<B> {
             managers,
             handles: Mutex::new(Vec::new()),
         };
-        for m in &pool.managers {
-            match m.spawn() {
+        for (i, m) in pool.managers.iter().enumerate() {
+            let hook = self.on_loop_start.clone();
+            let started = m.spawn_with(format!("ioman-loop-{i}"), move || {
+                if let Some(h) = hook {
+                    h(i);
+                }
+            });
+            match started {
                 Ok(h) => lock(&pool.handles).push(h),
                 Err(e) => {
                     pool.shutdown();

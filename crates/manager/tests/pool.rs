@@ -72,3 +72,28 @@ fn close_fd_from_any_thread() -> io::Result<()> {
     assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     Ok(())
 }
+
+/// `on_loop_start(i)` runs on loop thread `i` (named `ioman-loop-<i>`) before its loop: where
+/// a user pins it to a core.
+#[test]
+fn on_loop_start_runs_on_each_loop_thread() -> io::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let pool = Pool::builder()
+        .threads(3)
+        .on_loop_start(move |i| {
+            let name = thread::current().name().map(str::to_owned);
+            tx.lock().unwrap().send((i, name)).unwrap();
+        })
+        .build()?;
+    let mut seen: Vec<_> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
+        .collect();
+    seen.sort();
+    for (i, (j, name)) in seen.into_iter().enumerate() {
+        assert_eq!(i, j);
+        assert_eq!(name.as_deref(), Some(format!("ioman-loop-{i}").as_str()));
+    }
+    pool.shutdown();
+    pool.join()
+}
