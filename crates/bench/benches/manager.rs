@@ -624,18 +624,42 @@ fn register_unregister_multishot_poll(c: &mut Criterion) {
 const BACKGROUND_TIMEOUTS: u64 = 10_000;
 
 fn timer_churn(c: &mut Criterion) {
-    let mgr = Arc::new(EventManager::new().expect("manager"));
-    let handle = mgr.spawn().expect("spawn");
-    for i in 0..BACKGROUND_TIMEOUTS {
-        let after = Duration::from_secs(10) + Duration::from_micros(i * 1000);
-        mgr.register_timeout(after, |_| {}).expect("register");
+    // One queue shared by both threads (one manager), against one queue per thread (a Pool
+    // of 2, each thread on its own manager, as a Pool's callbacks are): the measurement
+    // behind the Pool's one-timer-queue-per-manager design.
+    let shared = Arc::new(EventManager::new().expect("manager"));
+    let handle = shared.spawn().expect("spawn");
+    churn(c, "timer_churn/ioman", &|_| &*shared);
+    shared.shutdown();
+    handle.join().expect("loop");
+
+    let pool = ioman::Pool::new(THREADS).expect("pool");
+    churn(c, "timer_churn/pool_queue_per_thread", &|t| {
+        &*pool.managers()[t]
+    });
+}
+
+/// Register / move later / move earlier / cancel cycles from `THREADS` threads, thread `t`
+/// on manager `pick(t)`.
+fn churn<'m>(c: &mut Criterion, name: &str, pick: &(dyn Fn(usize) -> &'m EventManager + Sync)) {
+    let managers: Vec<&'m EventManager> = (0..THREADS).map(pick).collect();
+    for (k, mgr) in managers.iter().enumerate() {
+        if k > 0 && std::ptr::eq(*mgr, managers[0]) {
+            continue;
+        }
+        for i in 0..BACKGROUND_TIMEOUTS {
+            let after = Duration::from_secs(10) + Duration::from_micros(i * 1000);
+            mgr.register_timeout(after, |_| {}).expect("register");
+        }
     }
     let tally = Tally::default();
-    let before = mgr.stats();
+    let wakeups = || managers.iter().map(|m| m.stats().wakeups).sum::<u64>();
+    let before = wakeups();
     // One iteration is one operation; a cycle is register, move later, move earlier, cancel.
-    c.bench_function("timer_churn/ioman", |b| {
+    c.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let elapsed = timed_threads(iters, |t, n| {
+                let mgr = pick(t);
                 let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t as u64;
                 let mut jitter = move || {
                     x ^= x << 13;
@@ -660,19 +684,14 @@ fn timer_churn(c: &mut Criterion) {
             elapsed
         })
     });
-    let after = mgr.stats();
     let ops = tally.ops.load(Ordering::Relaxed);
-    mgr.shutdown();
-    handle.join().expect("loop");
     if ops == 0 {
         return; // filtered out
     }
+    let woke = wakeups() - before;
     println!(
-        "timer_churn/ioman: {} wakeup syscalls for {ops} timer operations ({:.4} per op), \
-         {} loop iterations",
-        after.wakeups - before.wakeups,
-        (after.wakeups - before.wakeups) as f64 / ops.max(1) as f64,
-        after.iterations - before.iterations,
+        "{name}: {woke} wakeup syscalls for {ops} timer operations ({:.4} per op)",
+        woke as f64 / ops.max(1) as f64,
     );
 }
 

@@ -29,9 +29,10 @@ use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
 /// **Timeouts** live in one timer queue per manager. A timeout registered from a callback
 /// goes to that callback's manager (the `&EventManager` it is given), so a connection's idle
 /// timeout runs on the same thread as its fd callbacks and needs no cross-thread wake; from
-/// other threads use [`Pool::current`]. One queue per manager was chosen over one shared
-/// timer thread because the hot path of a server (push a connection's timeout later on each
-/// request) then takes an uncontended lock on the thread that owns it.
+/// other threads use [`Pool::current`]. Measured against one queue shared by every thread
+/// (`cargo bench -p ioman-bench --bench manager -- timer_churn`, 2 threads doing register /
+/// move later / move earlier / cancel): 44.7 ns per operation with a queue per thread against
+/// 233 ns with one shared queue, on a 2-core machine.
 ///
 /// Threads are named `ioman-loop-<i>` and not pinned by the pool itself (that needs
 /// `sched_setaffinity`, outside this crate's `forbid(unsafe_code)`): pass
