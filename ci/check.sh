@@ -9,6 +9,10 @@ export CARGO_INCREMENTAL=0
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== test";   cargo test --workspace
+echo "== examples (each runs to completion and checks what it did)"
+for ex in echo timers signals; do cargo run -q -p ioman --example "$ex" > /dev/null; done
+cargo run -q -p ioman-poll --example custom_manager > /dev/null
+cargo run -q -p ioman --example http_server -- --quick > /dev/null
 echo "== loom";   RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p ioman-wakeup -p ioman --release --lib loom
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
