@@ -144,9 +144,12 @@ impl Demo {
             tick += 1;
         }
         // Sampled while every connection is still open.
-        let server = s.stats();
+        let mut server = s.stats();
         let live = s.live();
         let report = load.stop();
+        // Requests are counted once the clients have stopped, so every response a client
+        // counted is in the server's count too.
+        server.requests = s.stats().requests;
         let idle_opened = idle.len();
         drop(idle);
         s.shutdown();
