@@ -96,49 +96,23 @@ use std::time::Duration;
 
 mod sys;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(ioman_epoll)]
 pub use sys::epoll::Epoll;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(ioman_kqueue)]
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::Poll;
 
 /// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
 /// and the BSDs, [`Poll`] on other Unix systems.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(ioman_epoll)]
 pub type DefaultBackend = Epoll;
 /// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
 /// and the BSDs, [`Poll`] on other Unix systems.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(ioman_kqueue)]
 pub type DefaultBackend = Kqueue;
 /// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
 /// and the BSDs, [`Poll`] on other Unix systems.
-#[cfg(all(
-    unix,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))
-))]
+#[cfg(all(unix, not(any(ioman_epoll, ioman_kqueue))))]
 pub type DefaultBackend = Poll;
 #[cfg(not(unix))]
 compile_error!("ioman-poll supports Unix targets only (epoll, kqueue or poll(2))");
@@ -366,16 +340,9 @@ impl Event {
 pub struct Events {
     list: Vec<Event>,
     capacity: usize,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(ioman_epoll)]
     pub(crate) epoll: Vec<libc::epoll_event>,
-    #[cfg(any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(ioman_kqueue)]
     pub(crate) kevents: sys::kqueue::KeventBuf,
 }
 
@@ -389,16 +356,9 @@ impl Events {
         Events {
             list: Vec::with_capacity(capacity),
             capacity,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_epoll)]
             epoll: Vec::new(),
-            #[cfg(any(
-                target_os = "macos",
-                target_os = "ios",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "openbsd",
-                target_os = "dragonfly"
-            ))]
+            #[cfg(ioman_kqueue)]
             kevents: Default::default(),
         }
     }

@@ -1,5 +1,5 @@
 //! The conformance suite against [`Epoll`], plus what is specific to it.
-#![cfg(any(target_os = "linux", target_os = "android"))]
+#![cfg(ioman_epoll)]
 
 mod conformance;
 mod util;

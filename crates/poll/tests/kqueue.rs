@@ -1,12 +1,5 @@
 //! The conformance suite against [`Kqueue`]. Untested here: these machines run Linux only.
-#![cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#![cfg(ioman_kqueue)]
 
 mod conformance;
 mod util;

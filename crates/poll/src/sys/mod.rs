@@ -25,16 +25,9 @@ macro_rules! syscall {
     }};
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(ioman_epoll)]
 pub(crate) mod epoll;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
+#[cfg(ioman_kqueue)]
 pub(crate) mod kqueue;
 pub(crate) mod poll;
 
@@ -52,19 +45,7 @@ pub(crate) fn ms_ceil(d: Duration) -> libc::c_int {
 }
 
 /// A duration as a `timespec`, clamped to [`MAX_WAIT`] so it is valid for every `time_t`.
-#[cfg_attr(
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )),
-    allow(dead_code)
-)]
+#[cfg_attr(not(any(ioman_epoll, ioman_kqueue)), allow(dead_code))]
 pub(crate) fn timespec(d: Duration) -> libc::timespec {
     let d = d.min(MAX_WAIT);
     // SAFETY: `timespec` is plain integers (some targets add private padding fields, which is
