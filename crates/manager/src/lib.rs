@@ -436,11 +436,13 @@ impl<B: Backend + 'static> EventManager<B> {
         let fd: OwnedFd = fd.into();
         let raw = fd.as_raw_fd();
         let mut stripe = self.table.lock(raw);
+        let mut deregistered = false;
         let regs = match stripe.get(raw) {
             Some(entry) => {
                 if entry.kernel.take().is_some() {
                     // Best effort: whatever the kernel says, the close below removes it.
                     let _ = self.backend.deregister(raw);
+                    deregistered = true;
                 }
                 // A later registration of the reused number must not match queued events.
                 entry.gen = entry.gen.wrapping_add(1);
@@ -453,8 +455,8 @@ impl<B: Backend + 'static> EventManager<B> {
         }
         drop(fd);
         drop(stripe);
-        if !self.caps.live_modify {
-            self.wake();
+        if deregistered {
+            self.wake_if_needed();
         }
         let mut told = 0;
         for r in regs {
