@@ -269,7 +269,6 @@ impl<B: Backend + 'static> EventManager<B> {
         for i in 0..STRIPES {
             let mut stripe = self.table.lock_index(i);
             for (fd, entry) in stripe.drain() {
-                let fd = fd + i as RawFd;
                 if entry.kernel.is_some() {
                     let _ = self.backend.deregister(fd);
                 }

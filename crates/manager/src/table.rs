@@ -57,6 +57,8 @@ impl<B: Backend + 'static> Default for FdEntry<B> {
 
 /// One lock stripe: the entries of every fd with `fd % STRIPES == index`.
 pub(crate) struct Stripe<B: Backend + 'static> {
+    /// This stripe's number: the low bits of every fd in it.
+    index: usize,
     entries: Vec<FdEntry<B>>,
     next_id: u64,
     /// Ids of multi-shot registrations that `close_fd` removed while their callback was
@@ -67,6 +69,7 @@ pub(crate) struct Stripe<B: Backend + 'static> {
 impl<B: Backend + 'static> Stripe<B> {
     fn new(index: usize) -> Self {
         Stripe {
+            index,
             entries: Vec::new(),
             // Ids are unique per manager: the low bits name the stripe.
             next_id: index as u64,
@@ -104,7 +107,7 @@ impl<B: Backend + 'static> Stripe<B> {
         let mut out = Vec::new();
         for (i, e) in self.entries.iter_mut().enumerate() {
             if !e.regs.is_empty() || e.kernel.is_some() {
-                let fd = (i * STRIPES) as RawFd; // low bits restored by the caller
+                let fd = (i * STRIPES + self.index) as RawFd;
                 out.push((fd, std::mem::take(e)));
             }
         }
