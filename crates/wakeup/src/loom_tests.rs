@@ -135,3 +135,52 @@ fn clear_then_drain_loses_wakes() {
     let result = std::panic::catch_unwind(|| loom::model(|| wake_publish_wake(false)));
     assert!(result.is_err(), "loom should find the lost wakeup");
 }
+
+/// A full fd (an eventfd counter at its maximum, a full pipe): here one write fills it.
+const CAP: usize = 1;
+
+/// A write that fails with `EAGAIN` on a full fd.
+fn try_write(fd: &AtomicUsize) -> bool {
+    fd.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        (v < CAP).then_some(v + 1)
+    })
+    .is_ok()
+}
+
+/// The real wake path on a bounded fd: raise the flag; write; on `EAGAIN` drain and write
+/// again (a second `EAGAIN` leaves the fd full, hence readable).
+fn wake_bounded(pending: &Pending, fd: &AtomicUsize) {
+    if pending.raise() && !try_write(fd) {
+        fd.swap(0, Ordering::SeqCst);
+        let _ = try_write(fd);
+    }
+}
+
+/// The fd was filled behind the flag's back (the state in which a write meets `EAGAIN`);
+/// two wakers race the loop. No wake is lost.
+#[test]
+fn wake_on_full_fd_is_never_lost() {
+    loom::model(|| {
+        let pending = Arc::new(Pending::new(false));
+        let fd = Arc::new(AtomicUsize::new(CAP));
+        let works = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+        let wakers: Vec<_> = works
+            .iter()
+            .map(|work| {
+                let (pending, fd, work) = (pending.clone(), fd.clone(), work.clone());
+                thread::spawn(move || {
+                    work.store(1, Ordering::Relaxed);
+                    wake_bounded(&pending, &fd);
+                })
+            })
+            .collect();
+        let seen = one_loop_iteration(&pending, &fd, &works);
+        for w in wakers {
+            w.join().expect("waker");
+        }
+        let readable = fd.load(Ordering::SeqCst) > 0;
+        for (i, s) in seen.iter().enumerate() {
+            assert!(*s == 1 || readable, "lost wakeup of waker {i}");
+        }
+    });
+}

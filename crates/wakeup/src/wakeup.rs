@@ -182,8 +182,10 @@ impl Wakeup {
     /// Makes the fd readable, from any thread.
     ///
     /// When a wake is already pending this is one atomic swap and no syscall. Otherwise it
-    /// is one `write(2)`: `EINTR` is retried, and `EAGAIN` (eventfd counter at its maximum,
-    /// or a full pipe) means the fd is readable already, so it counts as success.
+    /// is one `write(2)`: `EINTR` is retried, and a full fd (`EAGAIN`: eventfd counter at its
+    /// maximum, or a full pipe, which only a writer outside this type can cause) is drained
+    /// and written again, as mio's waker does, so the write that makes the fd readable is
+    /// this wake's own.
     ///
     /// Guarantee: all memory effects of the calling thread before `wake` are visible to the
     /// loop after its next [`reset`](Wakeup::reset) that follows this wake, or else the fd
@@ -191,24 +193,46 @@ impl Wakeup {
     ///
     /// # Errors
     ///
-    /// Only an unexpected `write(2)` failure (none is known to be possible on an fd this
-    /// value owns). The flag is then cleared so that the next `wake` retries the write; a
-    /// wake that raced with the failed one may have been coalesced into it and lost.
+    /// Only an unexpected `write(2)` or `read(2)` failure (none is known to be possible on
+    /// an fd this value owns). The flag is then cleared so that the next `wake` retries the
+    /// write; a wake that raced with the failed one may have been coalesced into it and
+    /// lost.
     #[inline]
     pub fn wake(&self) -> io::Result<()> {
         if !self.pending.raise() {
             return Ok(());
         }
-        self.syscalls.fetch_add(1, Ordering::Relaxed);
-        let res = match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Fds::EventFd(fd) => sys::eventfd::notify(fd.as_fd()),
-            Fds::Pipe { write, .. } => sys::pipe::notify(write.as_fd()),
-        };
+        let res = self.write_fd_once().and_then(|written| {
+            if written {
+                return Ok(());
+            }
+            // Full: drain, then write again. A second `EAGAIN` means another writer filled
+            // the fd in between; it is readable then, which is all a wake needs.
+            self.drain_fd()?;
+            self.write_fd_once().map(drop)
+        });
         if res.is_err() {
             self.pending.clear();
         }
         res
+    }
+
+    /// One write to the fd; `false` if it was full. Counted in [`syscalls`](Self::syscalls).
+    fn write_fd_once(&self) -> io::Result<bool> {
+        self.syscalls.fetch_add(1, Ordering::Relaxed);
+        match &self.fds {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Fds::EventFd(fd) => sys::eventfd::notify(fd.as_fd()),
+            Fds::Pipe { write, .. } => sys::pipe::notify(write.as_fd()),
+        }
+    }
+
+    fn drain_fd(&self) -> io::Result<()> {
+        match &self.fds {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Fds::EventFd(fd) => sys::eventfd::drain(fd.as_fd()),
+            Fds::Pipe { read, .. } => sys::pipe::drain(read.as_fd()),
+        }
     }
 
     /// Loop side: drains the fd, **then** clears the pending flag.
@@ -235,13 +259,19 @@ impl Wakeup {
     /// Only an unexpected `read(2)` failure; the flag is left set and the fd stays readable,
     /// so the loop retries on its next iteration.
     pub fn reset(&self) -> io::Result<()> {
-        match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Fds::EventFd(fd) => sys::eventfd::drain(fd.as_fd())?,
-            Fds::Pipe { read, .. } => sys::pipe::drain(read.as_fd())?,
-        }
+        self.drain_fd()?;
         self.pending.clear();
         Ok(())
+    }
+
+    /// Whether `fd` is one of this wakeup's own fds (the readable end, and the write end of
+    /// a pipe), so that an event manager can refuse a stale fd number that names one.
+    pub fn owns_fd(&self, fd: RawFd) -> bool {
+        match &self.fds {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Fds::EventFd(e) => e.as_raw_fd() == fd,
+            Fds::Pipe { read, write } => read.as_raw_fd() == fd || write.as_raw_fd() == fd,
+        }
     }
 
     /// Whether a wake is pending: set by [`wake`](Wakeup::wake), cleared by

@@ -118,20 +118,40 @@ fn reset_without_wake_is_harmless() -> io::Result<()> {
 }
 
 #[test]
-fn full_fd_counts_as_pending_wake() -> io::Result<()> {
+fn full_fd_is_drained_and_written_again() -> io::Result<()> {
     for_each_kind(|w| {
         let filled = w.fill_for_test()?;
         assert!(filled > 0);
         assert!(is_readable(&w)?);
-        // The flag is clear, so this wake writes, meets EAGAIN, and must succeed.
+        // The flag is clear, so this wake writes, meets EAGAIN, drains and writes again:
+        // two writes, and what is left in the fd is this wake's own write.
         w.wake()?;
-        assert_eq!(w.syscalls(), 1);
+        assert_eq!(w.syscalls(), 2);
         assert!(w.is_pending());
+        assert!(is_readable(&w)?);
         w.reset()?;
-        assert!(!is_readable(&w)?, "reset did not drain a full fd");
+        assert!(!is_readable(&w)?, "reset did not drain the fd");
         assert!(!w.is_pending());
         w.wake()?;
+        assert_eq!(w.syscalls(), 3);
         assert!(is_readable(&w)?);
+        Ok(())
+    })
+}
+
+#[test]
+fn owns_exactly_its_fds() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    for_each_kind(|w| {
+        assert!(w.owns_fd(w.as_raw_fd()));
+        assert!(!w.owns_fd(-1));
+        let other = std::fs::File::open("/dev/null")?;
+        assert!(!w.owns_fd(other.as_raw_fd()));
+        // A pipe's write end is the wakeup's too: the fd next to the read end.
+        if w.kind() == ioman_wakeup::WakeupKind::Pipe {
+            let n = (0..4096).filter(|&fd| w.owns_fd(fd)).count();
+            assert_eq!(n, 2, "read and write end");
+        }
         Ok(())
     })
 }

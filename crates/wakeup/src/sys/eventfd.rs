@@ -17,13 +17,12 @@ pub(crate) fn new() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Adds 1 to the counter, making the fd readable.
-///
-/// `EAGAIN` means the counter is at its maximum (`u64::MAX - 1`): the fd is certainly
-/// readable already, so a wake is pending and this is a success.
-pub(crate) fn notify(fd: BorrowedFd<'_>) -> io::Result<()> {
+/// Adds 1 to the counter, making the fd readable. Returns `false` when the counter is at
+/// its maximum (`u64::MAX - 1`, `EAGAIN`) and nothing was written.
+pub(crate) fn notify(fd: BorrowedFd<'_>) -> io::Result<bool> {
     match super::write(fd, &1u64.to_ne_bytes())? {
-        Some(8) | None => Ok(()),
+        Some(8) => Ok(true),
+        None => Ok(false),
         // eventfd writes are all-or-nothing 8 bytes (eventfd(2)); anything else is a bug
         // in the kernel interface we rely on.
         Some(n) => Err(io::Error::other(format!(

@@ -60,9 +60,10 @@ pub(crate) fn new() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Writes one byte. `EAGAIN` (full pipe) means the read end is readable: a wake is pending.
-pub(crate) fn notify(write: BorrowedFd<'_>) -> io::Result<()> {
-    super::write(write, &[1]).map(drop)
+/// Writes one byte. Returns `false` when the pipe is full (`EAGAIN`) and nothing was
+/// written.
+pub(crate) fn notify(write: BorrowedFd<'_>) -> io::Result<bool> {
+    super::write(write, &[1]).map(|n| n.is_some())
 }
 
 /// Reads until the pipe is empty (`EAGAIN`) or a read comes back short.
