@@ -217,8 +217,16 @@ impl Backend for Epoll {
     ///
     /// `EEXIST` ([`AlreadyExists`](io::ErrorKind::AlreadyExists)) if already registered;
     /// `EBADF`; [`Unsupported`](io::ErrorKind::Unsupported) for a regular file or a
-    /// directory (the kernel's `EPERM`); `ENOMEM`, `ENOSPC` (`max_user_watches`).
+    /// directory (the kernel's `EPERM`); [`InvalidInput`](io::ErrorKind::InvalidInput) for
+    /// the epoll fd itself; `ENOMEM`, `ENOSPC` (`max_user_watches`).
     fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        if fd == self.epfd.as_raw_fd() {
+            // The kernel says EINVAL; say why (a stale fd number that names the poller).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an epoll instance cannot watch its own fd",
+            ));
+        }
         self.ctl(libc::EPOLL_CTL_ADD, fd, key, interest, mode).map_err(|e| {
             // epoll_ctl(2): "EPERM The target file fd does not support epoll. This error
             // can occur if fd refers to, for example, a regular file or a directory."

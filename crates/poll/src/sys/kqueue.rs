@@ -186,6 +186,12 @@ impl Backend for Kqueue {
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists) if registered; `EBADF`;
     /// `EINVAL`/`ENOTSUP` for a file type kqueue cannot watch; `ENOMEM`.
     fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        if fd == self.kq {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a kqueue cannot watch its own fd",
+            ));
+        }
         let mut reg = lock(&self.registry);
         if reg.contains_key(&fd) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
