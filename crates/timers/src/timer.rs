@@ -306,6 +306,16 @@ impl<T, C: Clock> TimerQueue<T, C> {
         self.psq.clear();
     }
 
+    /// Removes every timer and returns them with their keys, in no particular order, so
+    /// the caller can drop each value on its own terms (an event manager drops each
+    /// callback under `catch_unwind`). All keys become stale.
+    pub fn drain(&mut self) -> Vec<(TimerKey, T)> {
+        let keys: Vec<Key> = self.psq.iter().map(|(k, _, _)| k).collect();
+        keys.into_iter()
+            .filter_map(|k| self.psq.remove(k).map(|(_, t)| (TimerKey(k), t.value)))
+            .collect()
+    }
+
     /// Checks the underlying priority search queue and the lazy-filing invariant
     /// (no timer filed after its real deadline). For tests.
     #[doc(hidden)]
