@@ -1,6 +1,5 @@
 //! Choosing a manager's backend, wakeup, clock and panic hook.
 
-use std::any::Any;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -10,10 +9,11 @@ use ioman_poll::{Backend, DefaultBackend, Interest, Mode};
 use ioman_timers::{Clock, MonotonicClock, TimerQueue};
 use ioman_wakeup::Wakeup;
 
-use crate::event_loop::{default_panic_hook, Counters, LoopState, CREATED};
-use crate::sync::{AtomicU64, AtomicU8, Mutex};
+use crate::event_loop::{Counters, LoopState};
+use crate::panic::default_panic_hook;
+use crate::sync::{AtomicBool, AtomicU64, Mutex};
 use crate::table::Table;
-use crate::{EventManager, PanicHook};
+use crate::{EventManager, Panic, PanicHook};
 
 /// Builds an [`EventManager`] with a chosen backend, wakeup, clock or panic hook.
 ///
@@ -93,9 +93,11 @@ impl<B: Backend + 'static> Builder<B> {
         self
     }
 
-    /// Calls `hook` with the payload of every callback panic (the default prints a line on
-    /// stderr). The hook runs on the loop thread; a panic inside it is swallowed.
-    pub fn panic_hook(mut self, hook: impl Fn(&(dyn Any + Send)) + Send + Sync + 'static) -> Self {
+    /// Calls `hook` with every contained panic: which callback panicked ([`Panic::origin`])
+    /// and its payload (the default prints a line on stderr). The hook runs on the thread
+    /// where the callback ran or was dropped (the loop thread, or the caller of
+    /// `unregister_fd`, `close_fd` or `shutdown`); a panic inside it is swallowed.
+    pub fn panic_hook(mut self, hook: impl Fn(&Panic<'_>) + Send + Sync + 'static) -> Self {
         self.panic_hook = Arc::new(hook);
         self
     }
@@ -113,12 +115,14 @@ impl<B: Backend + 'static> Builder<B> {
         };
         backend.register(wakeup.as_raw_fd(), 0, Interest::READ, Mode::Level)?;
         Ok(EventManager {
+            id: crate::next_manager_id(),
             caps: backend.capabilities(),
             backend,
             table: Table::new(),
             timers: Mutex::new(TimerQueue::with_clock(self.clock)),
             wakeup,
-            state: AtomicU8::new(CREATED),
+            shut_down: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             loop_state: Mutex::new(LoopState::new()),
             loop_thread: AtomicU64::new(0),
             waiters: Default::default(),

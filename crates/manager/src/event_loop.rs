@@ -1,29 +1,26 @@
-//! The loop: poll, dispatch fd events, expire timeouts, run callbacks outside every lock.
+//! The loop: poll, dispatch fd events one registration at a time, expire timeouts; and the
+//! manager's lifetime (shutdown, spawned loops).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
-use ioman_poll::{Backend, Events, Readiness};
+use ioman_poll::{Backend, Event, Events, Readiness};
 use ioman_timers::TimerKey;
 
-use crate::sync::{lock, AtomicU64, Ordering};
-use crate::table::{Fired, STRIPES};
-use crate::{shut_down, EventManager, FdCallback, FdKey, State, Stats, TimeoutCallback};
-
-pub(crate) const CREATED: u8 = 0;
-pub(crate) const RUNNING: u8 = 1;
-pub(crate) const DYING: u8 = 2;
-pub(crate) const FINISHED: u8 = 3;
+use crate::panic::Origin;
+use crate::sync::{lock, AtomicU64, MutexGuard, Ordering};
+use crate::table::{mask, STRIPES};
+use crate::{
+    shut_down, EventManager, FdCallback, FdKey, Lifetime, Stats, TimeoutCallback, TimeoutKey,
+};
 
 /// What only the thread inside the loop touches; its lock is also what makes a second
 /// concurrent loop an error.
 pub(crate) struct LoopState<B: Backend + 'static> {
     events: Events,
-    fired: Vec<Fired<B>>,
     due: Vec<(TimerKey, TimeoutCallback<B>)>,
 }
 
@@ -31,7 +28,6 @@ impl<B: Backend + 'static> LoopState<B> {
     pub(crate) fn new() -> Self {
         LoopState {
             events: Events::with_capacity(64),
-            fired: Vec::new(),
             due: Vec::new(),
         }
     }
@@ -56,6 +52,10 @@ impl Counters {
             wakeups: 0,
         }
     }
+
+    pub(crate) fn bump_panics(&self) {
+        bump(&self.panics);
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -69,10 +69,17 @@ pub(crate) fn thread_id() -> u64 {
     ID.with(|id| *id)
 }
 
-/// A loop running on its own thread; see [`EventManager::spawn`].
-#[derive(Debug)]
+/// The owner of a loop running on its own thread; see [`EventManager::spawn`].
+///
+/// Dropping the handle shuts the manager down and waits for the loop thread to finish (as
+/// dropping tokio's `Runtime` does), so a spawned loop never outlives every handle to it:
+/// its thread ends, and once the last `Arc` of the manager is gone its fds are closed.
+/// Dropped on the loop thread itself (from a callback), it shuts down without waiting.
+/// To let a loop run for the rest of the process, keep the handle (in a `static`, say).
+#[must_use = "dropping the LoopHandle shuts the manager down"]
 pub struct LoopHandle {
-    thread: thread::JoinHandle<io::Result<()>>,
+    thread: Option<thread::JoinHandle<io::Result<()>>>,
+    stop: Box<dyn Fn() + Send + Sync>,
 }
 
 impl LoopHandle {
@@ -81,21 +88,53 @@ impl LoopHandle {
     ///
     /// # Errors
     ///
-    /// The loop's error, or [`Other`](io::ErrorKind::Other) if the loop thread panicked.
-    pub fn join(self) -> io::Result<()> {
-        self.thread
-            .join()
+    /// The loop's error, [`Other`](io::ErrorKind::Other) if the loop thread panicked, or
+    /// [`Deadlock`](io::ErrorKind::Deadlock) when called on the loop thread itself.
+    pub fn join(mut self) -> io::Result<()> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        if t.thread().id() == thread::current().id() {
+            return Err(io::Error::new(
+                io::ErrorKind::Deadlock,
+                "LoopHandle::join called on the loop thread: it would wait for itself",
+            ));
+        }
+        t.join()
             .unwrap_or_else(|_| Err(io::Error::other("the loop thread panicked")))
     }
 
     /// The loop's thread.
     pub fn thread(&self) -> &thread::Thread {
-        self.thread.thread()
+        self.thread
+            .as_ref()
+            .expect("a LoopHandle holds its thread until join or drop")
+            .thread()
     }
 
     /// Whether the loop has returned.
     pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        let Some(t) = self.thread.take() else {
+            return;
+        };
+        (self.stop)();
+        if t.thread().id() != thread::current().id() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopHandle")
+            .field("thread", &self.thread.as_ref().map(|t| t.thread().name()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,31 +149,27 @@ impl<B: Backend + 'static> EventManager<B> {
     /// [`ResourceBusy`](io::ErrorKind::ResourceBusy) when another thread is running this
     /// manager's loop (or [`step`](Self::step)); [`ShutDown`](crate::ShutDown) when the manager
     /// was already shut down; an unexpected backend error (the manager is then shut down).
+    /// A shutdown while it runs ends it with `Ok(())`.
     pub fn run(&self) -> io::Result<()> {
         let ls = self.enter()?;
-        match self
-            .state
-            .compare_exchange(CREATED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => self.run_loop(ls),
-            Err(RUNNING) => {
-                drop(ls);
-                self.leave();
-                Err(busy())
-            }
-            Err(_) => {
-                drop(ls);
-                self.leave();
-                Err(shut_down())
-            }
+        if self.is_shut_down() {
+            drop(ls);
+            self.leave();
+            return Err(shut_down());
         }
+        if self.running.swap(true, Ordering::SeqCst) {
+            // A spawned loop is starting (it set the flag and waits for this lock).
+            drop(ls);
+            self.leave();
+            return Err(busy());
+        }
+        self.run_loop(ls)
     }
 
-    /// The loop of `run` and `spawn`: iterates while the state is Running, then finishes
-    /// the shutdown.
-    fn run_loop(&self, mut ls: crate::sync::MutexGuard<'_, LoopState<B>>) -> io::Result<()> {
+    /// The loop of `run` and `spawn`: iterates until shutdown.
+    fn run_loop(&self, mut ls: MutexGuard<'_, LoopState<B>>) -> io::Result<()> {
         let result = loop {
-            if self.state.load(Ordering::SeqCst) != RUNNING {
+            if self.is_shut_down() {
                 break Ok(());
             }
             if let Err(e) = self.iterate(&mut ls, None) {
@@ -142,8 +177,12 @@ impl<B: Backend + 'static> EventManager<B> {
             }
         };
         drop(ls);
+        self.running.store(false, Ordering::SeqCst);
         self.leave();
-        self.shutdown();
+        if result.is_err() {
+            // A loop that cannot poll any more releases everything it was keeping.
+            self.shutdown();
+        }
         result
     }
 
@@ -151,27 +190,36 @@ impl<B: Backend + 'static> EventManager<B> {
     /// (`None`: until an event or the earliest timeout; `Some(ZERO)`: not at all), for
     /// embedding the manager in another loop. Returns the number of callbacks run.
     ///
+    /// [`shutdown`](Self::shutdown) from another thread wakes a blocked `step`.
+    ///
     /// # Errors
     ///
     /// [`ResourceBusy`](io::ErrorKind::ResourceBusy) when another thread is inside the loop;
-    /// [`ShutDown`](crate::ShutDown) after shutdown; an unexpected backend error.
+    /// [`ShutDown`](crate::ShutDown) when the manager was shut down before or during the
+    /// step; an unexpected backend error.
     pub fn step(&self, max_wait: Option<Duration>) -> io::Result<usize> {
         let mut ls = self.enter()?;
-        let r = match self.state() {
-            State::Dying | State::Finished => Err(shut_down()),
-            _ => self.iterate(&mut ls, max_wait),
+        let r = if self.is_shut_down() {
+            Err(shut_down())
+        } else {
+            self.iterate(&mut ls, max_wait)
         };
         drop(ls);
         self.leave();
-        r
+        match r {
+            Ok(_) if self.is_shut_down() => Err(shut_down()),
+            r => r,
+        }
     }
 
-    /// Starts [`run`](Self::run) on a new thread named `ioman-loop`.
+    /// Starts [`run`](Self::run) on a new thread named `ioman-loop`, owned by the returned
+    /// [`LoopHandle`]: dropping the handle shuts the manager down and joins the thread.
     ///
     /// # Errors
     ///
-    /// When the thread cannot be spawned. The loop's own errors come from
-    /// [`LoopHandle::join`].
+    /// [`ResourceBusy`](io::ErrorKind::ResourceBusy) when a loop already runs;
+    /// [`ShutDown`](crate::ShutDown) after shutdown; when the thread cannot be spawned. The
+    /// loop's own errors come from [`LoopHandle::join`].
     pub fn spawn(self: &Arc<Self>) -> io::Result<LoopHandle> {
         self.spawn_with("ioman-loop".into(), || {})
     }
@@ -183,89 +231,56 @@ impl<B: Backend + 'static> EventManager<B> {
         name: String,
         on_start: impl FnOnce() + Send + 'static,
     ) -> io::Result<LoopHandle> {
-        match self
-            .state
-            .compare_exchange(CREATED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => {}
-            Err(RUNNING) => return Err(busy()),
-            Err(_) => return Err(shut_down()),
+        self.check_live()?;
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err(busy());
         }
         let me = Arc::clone(self);
-        match thread::Builder::new().name(name).spawn(move || {
+        let spawned = thread::Builder::new().name(name).spawn(move || {
             on_start();
-            // The state is Running already (set above), so no other `run` can start; a
-            // `step` may hold the loop lock for a moment.
+            // `running` is set already, so no `run` can start; a `step` may hold the loop
+            // lock for a moment.
             let ls = lock(&me.loop_state);
             me.loop_thread.store(thread_id(), Ordering::SeqCst);
             me.run_loop(ls)
-        }) {
-            Ok(thread) => Ok(LoopHandle { thread }),
+        });
+        match spawned {
+            Ok(thread) => {
+                let weak: Weak<Self> = Arc::downgrade(self);
+                Ok(LoopHandle {
+                    thread: Some(thread),
+                    stop: Box::new(move || {
+                        if let Some(m) = weak.upgrade() {
+                            m.shutdown();
+                        }
+                    }),
+                })
+            }
             Err(e) => {
-                let _ = self.state.compare_exchange(
-                    RUNNING,
-                    CREATED,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
+                self.running.store(false, Ordering::SeqCst);
                 Err(e)
             }
         }
     }
 
-    /// Stops the loop and releases everything: the loop finishes its current iteration,
-    /// every fd registration and timeout is dropped without being called, every thread
-    /// blocked in a wait helper gets [`ShutDown`](crate::ShutDown), and every later
-    /// registration fails with it. Idempotent; callable from any thread, including a
-    /// callback.
+    /// Stops the loop and releases everything, before it returns: every thread blocked in
+    /// a wait helper gets [`ShutDown`](crate::ShutDown), every fd registration and timeout is
+    /// dropped without being called, and every later registration fails with `ShutDown`. A
+    /// thread in [`run`](Self::run) or [`step`](Self::step) is woken and leaves after the
+    /// iteration it is in (at once if it is blocked). Idempotent; callable from any thread,
+    /// including a callback.
     pub fn shutdown(&self) {
-        loop {
-            match self.state.load(Ordering::SeqCst) {
-                CREATED => {
-                    if self
-                        .state
-                        .compare_exchange(CREATED, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        break;
-                    }
-                }
-                RUNNING => {
-                    if self
-                        .state
-                        .compare_exchange(RUNNING, DYING, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        self.wake();
-                        // The loop finishes the job when it sees `Dying`, unless this is the
-                        // loop thread itself (a callback): then `run` will, on return.
-                        break;
-                    }
-                }
-                DYING => {
-                    // Called by `run` after its loop ended.
-                    if self.loop_thread.load(Ordering::SeqCst) != 0 {
-                        return;
-                    }
-                    if self
-                        .state
-                        .compare_exchange(DYING, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        break;
-                    }
-                }
-                _ => return,
-            }
+        if !self.shut_down.swap(true, Ordering::SeqCst) {
+            self.wake();
         }
-        if self.state.load(Ordering::SeqCst) == FINISHED {
-            self.release_all();
-        }
+        self.release_all();
     }
 
-    /// Drops every registration and timeout (outside the locks) and releases the waiters.
+    /// Drops every registration and timeout (outside the locks, each drop contained) and
+    /// releases the waiters. Idempotent: what shutdown left behind is nothing.
     fn release_all(&self) {
-        let mut dropped: Vec<(RawFd, crate::table::FdEntry<B>)> = Vec::new();
+        self.waiters.release_all();
+        let mut dropped = Vec::new();
         for i in 0..STRIPES {
             let mut stripe = self.table.lock_index(i);
             for (fd, entry) in stripe.drain() {
@@ -275,18 +290,34 @@ impl<B: Backend + 'static> EventManager<B> {
                 dropped.push((fd, entry));
             }
         }
-        let timers = {
-            let mut q = lock(&self.timers);
-            let empty = ioman_timers::TimerQueue::with_clock(Arc::clone(q.clock()));
-            std::mem::replace(&mut *q, empty)
-        };
-        self.waiters.release_all();
-        drop(dropped);
-        drop(timers);
+        let timers = lock(&self.timers).drain();
+        for (fd, entry) in dropped {
+            for r in entry.regs {
+                if let Some(cb) = r.cb {
+                    let key = self.fd_key(fd, r.id);
+                    self.drop_contained(Origin::FdCallbackDrop(key), cb);
+                }
+            }
+        }
+        for (key, cb) in timers {
+            let key = TimeoutKey {
+                manager: self.id,
+                key,
+            };
+            self.drop_contained(Origin::TimeoutDrop(key), cb);
+        }
+    }
+
+    pub(crate) fn fd_key(&self, fd: RawFd, id: u64) -> FdKey {
+        FdKey {
+            fd,
+            manager: self.id,
+            id,
+        }
     }
 
     /// Takes the loop lock and records the loop thread.
-    fn enter(&self) -> io::Result<crate::sync::MutexGuard<'_, LoopState<B>>> {
+    fn enter(&self) -> io::Result<MutexGuard<'_, LoopState<B>>> {
         let ls = match self.loop_state.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
@@ -304,8 +335,13 @@ impl<B: Backend + 'static> EventManager<B> {
         self.loop_thread.load(Ordering::SeqCst) == thread_id()
     }
 
+    /// Whether some thread drives the loop: `run`/`spawn`, or a `step` in progress.
+    pub(crate) fn is_driven(&self) -> bool {
+        self.running.load(Ordering::SeqCst) || self.loop_thread.load(Ordering::SeqCst) != 0
+    }
+
     /// One iteration: non-blocking poll, blocking poll only if nothing was ready, dispatch,
-    /// expire timeouts, run callbacks.
+    /// expire timeouts.
     fn iterate(&self, ls: &mut LoopState<B>, max_wait: Option<Duration>) -> io::Result<usize> {
         bump(&self.counters.iterations);
         let mut n = self.backend.poll(&mut ls.events, Some(Duration::ZERO))?;
@@ -316,25 +352,34 @@ impl<B: Backend + 'static> EventManager<B> {
                 (a, None) => a,
                 (None, b) => b,
             };
-            if wait != Some(Duration::ZERO) && self.state.load(Ordering::SeqCst) <= RUNNING {
+            if wait != Some(Duration::ZERO) && !self.is_shut_down() {
                 n = self.backend.poll(&mut ls.events, wait)?;
             }
         }
         let mut ran = 0;
         if n > 0 {
-            self.dispatch(ls);
-            ran += self.run_fired(ls);
+            let wakeup_fd = self.wakeup.as_raw_fd();
+            for &ev in ls.events.iter() {
+                if ev.fd() == wakeup_fd {
+                    // Drain before looking at timers and state: see `Wakeup::reset`.
+                    let _ = self.wakeup.reset();
+                } else {
+                    ran += self.dispatch(ev);
+                }
+            }
         }
         {
             let mut timers = lock(&self.timers);
             let now = timers.now();
             ls.due.extend(timers.expire(now));
         }
-        for (_, cb) in ls.due.drain(..) {
+        for (key, cb) in ls.due.drain(..) {
             bump(&self.counters.timeout_callbacks);
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(self))) {
-                self.report_panic(p);
-            }
+            let key = TimeoutKey {
+                manager: self.id,
+                key,
+            };
+            self.contain(Origin::Timeout(key), || cb(self));
             ran += 1;
         }
         Ok(ran)
@@ -349,58 +394,89 @@ impl<B: Backend + 'static> EventManager<B> {
         timers.timeout(now)
     }
 
-    /// Turns the polled events into callbacks to run (stripe by stripe, under each fd's
-    /// stripe lock), re-arming what stays registered.
-    fn dispatch(&self, ls: &mut LoopState<B>) {
-        let wakeup_fd = self.wakeup.as_raw_fd();
-        for ev in ls.events.iter() {
-            let fd = ev.fd();
-            if fd == wakeup_fd {
-                // Drain before looking at timers and state: see `Wakeup::reset`.
-                let _ = self.wakeup.reset();
-                continue;
-            }
-            let mut stripe = self.table.lock(fd);
-            let Some(entry) = stripe.get(fd) else {
-                continue;
-            };
-            if entry.kernel.is_none() || entry.gen != ev.key() {
-                continue; // an event of an earlier registration of this fd number
-            }
-            entry.fire(fd, ev.readiness(), &mut ls.fired);
-            // Re-arm (or remove) with the minimal change. A failure here means the fd was
-            // closed behind our back: its registrations stay until unregistered or closed.
-            let _ = entry.sync(fd, &self.backend, &self.caps);
+    /// Runs the callbacks one event wakes, each only if it is still registered when its
+    /// turn comes (GHC's `onFdEvent` runs an fd's callbacks before looking at the next fd):
+    /// a callback that unregisters or closes another takes effect before that one's turn.
+    /// Returns the number of callbacks run.
+    fn dispatch(&self, ev: Event) -> usize {
+        let (fd, readiness) = (ev.fd(), ev.readiness());
+        let mut stripe = self.table.lock(fd);
+        let Some(entry) = stripe.get(fd) else {
+            // Never registered through the table: nothing here wants it.
+            let _ = self.backend.deregister(fd);
+            return 0;
+        };
+        if entry.gen != ev.key() {
+            // An event of an earlier kernel registration of this fd number (one-shot, so it
+            // fires once), or queued before a `close_fd`: stale.
+            return 0;
         }
-    }
-
-    fn run_fired(&self, ls: &mut LoopState<B>) -> usize {
-        let ran = ls.fired.len();
-        for f in ls.fired.drain(..) {
-            let Fired {
-                key,
-                readiness,
-                mut cb,
-                multishot,
-            } = f;
-            bump(&self.counters.fd_callbacks);
-            let ok = match catch_unwind(AssertUnwindSafe(|| cb(self, key, readiness))) {
-                Ok(()) => true,
-                Err(p) => {
-                    self.report_panic(p);
-                    false
-                }
+        let Some(kernel) = entry.kernel.as_mut() else {
+            // The table holds no kernel registration for the fd (it was removed, or a
+            // removal was reported done), yet the kernel reported it: remove it again, under
+            // the stripe lock so no new registration of the number can interleave (libuv
+            // does the same in its poll loop). A level-triggered fd is never spun on.
+            let _ = self.backend.deregister(fd);
+            return 0;
+        };
+        if kernel.mode == ioman_poll::Mode::Oneshot {
+            kernel.armed = false;
+        }
+        let woken = entry.woken(readiness);
+        if woken.is_empty() {
+            // Nothing wants this readiness: the kernel watches more than the registrations
+            // ask for (a shrink that failed), or a one-shot fd must be re-armed for the
+            // registrations it did not wake. Bring the kernel in line so nothing spins.
+            let _ = entry.sync(fd, &self.backend, &self.caps, false);
+            return 0;
+        }
+        let gen = entry.gen;
+        let mut ran = 0;
+        let mut held = Some(stripe);
+        for id in woken {
+            let mut stripe = match held.take() {
+                Some(s) => s,
+                None => self.table.lock(fd),
             };
-            if multishot {
-                self.give_back(key, cb, ok);
+            let Some(entry) = stripe.get(fd) else { break };
+            if entry.gen != gen {
+                break; // closed (and maybe registered anew) by an earlier callback
             }
+            let Some(i) = entry.regs.iter().position(|r| r.id == id) else {
+                continue; // unregistered by an earlier callback
+            };
+            let reg = &mut entry.regs[i];
+            let Some(cb) = reg.cb.take() else { continue };
+            let delivered = mask(readiness, reg.interest);
+            let oneshot = reg.lifetime == Lifetime::OneShot;
+            if oneshot {
+                entry.regs.remove(i);
+                // Re-arm for the registrations that stay, before the callback runs: a
+                // callback that registers again then costs its own single `MOD`, not two.
+                let _ = entry.sync(fd, &self.backend, &self.caps, false);
+            }
+            drop(stripe);
+            self.call_fd(self.fd_key(fd, id), cb, delivered, oneshot);
+            ran += 1;
         }
         ran
     }
 
+    /// Runs a callback taken out of the table, then drops it (one-shot) or gives it back to
+    /// its registration (multi-shot).
+    fn call_fd(&self, key: FdKey, mut cb: FdCallback<B>, r: Readiness, oneshot: bool) {
+        bump(&self.counters.fd_callbacks);
+        let ok = self.contain(Origin::FdCallback(key), || cb(self, key, r));
+        if oneshot {
+            self.drop_contained(Origin::FdCallbackDrop(key), cb);
+        } else {
+            self.give_back(key, cb, ok);
+        }
+    }
+
     /// Returns a multi-shot callback to its registration after it ran; tells it `CLOSED` if
     /// `close_fd` removed it meanwhile; drops it if it was unregistered or panicked.
-    fn give_back(&self, key: FdKey, cb: FdCallback<B>, keep: bool) {
+    fn give_back(&self, key: FdKey, cb: FdCallback<B>, ok: bool) {
         let mut stripe = self.table.lock(key.fd);
         if let Some(i) = stripe
             .closed_while_running
@@ -409,39 +485,45 @@ impl<B: Backend + 'static> EventManager<B> {
         {
             stripe.closed_while_running.swap_remove(i);
             drop(stripe);
-            self.run_fd_callback(cb, key, Readiness::CLOSED);
+            if ok {
+                self.run_fd_callback(cb, key, Readiness::CLOSED);
+            } else {
+                self.drop_contained(Origin::FdCallbackDrop(key), cb);
+            }
             return;
         }
-        let Some(entry) = stripe.get(key.fd) else {
-            return;
-        };
-        let Some(i) = entry.regs.iter().position(|r| r.id == key.id) else {
-            drop(stripe);
-            drop(cb); // unregistered while it ran
-            return;
-        };
-        if keep {
-            entry.regs[i].cb = Some(cb);
-        } else {
-            entry.regs.swap_remove(i);
-            let _ = entry.sync(key.fd, &self.backend, &self.caps);
-            drop(stripe);
-            drop(cb);
+        let position = stripe
+            .get(key.fd)
+            .and_then(|e| e.regs.iter().position(|r| r.id == key.id));
+        match position {
+            Some(i) if ok => {
+                if let Some(entry) = stripe.get(key.fd) {
+                    entry.regs[i].cb = Some(cb);
+                }
+            }
+            Some(i) => {
+                // It panicked: its registration is dropped.
+                if let Some(entry) = stripe.get(key.fd) {
+                    entry.regs.remove(i);
+                    let _ = entry.sync(key.fd, &self.backend, &self.caps, false);
+                }
+                drop(stripe);
+                self.drop_contained(Origin::FdCallbackDrop(key), cb);
+            }
+            None => {
+                // Unregistered while it ran (or shut down).
+                drop(stripe);
+                self.drop_contained(Origin::FdCallbackDrop(key), cb);
+            }
         }
     }
 
+    /// Calls a callback taken out of the table for the last time (`close_fd`'s `CLOSED`),
+    /// then drops it.
     pub(crate) fn run_fd_callback(&self, mut cb: FdCallback<B>, key: FdKey, r: Readiness) {
         bump(&self.counters.fd_callbacks);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(self, key, r))) {
-            self.report_panic(p);
-        }
-    }
-
-    fn report_panic(&self, payload: Box<dyn std::any::Any + Send>) {
-        bump(&self.counters.panics);
-        let hook = &self.panic_hook;
-        // A panicking hook must not take the loop down either.
-        let _ = catch_unwind(AssertUnwindSafe(|| hook(&*payload)));
+        self.contain(Origin::FdCallback(key), || cb(self, key, r));
+        self.drop_contained(Origin::FdCallbackDrop(key), cb);
     }
 }
 
@@ -450,14 +532,4 @@ fn busy() -> io::Error {
         io::ErrorKind::ResourceBusy,
         "another thread is running this event manager's loop",
     )
-}
-
-/// The default panic hook: one line on stderr.
-pub(crate) fn default_panic_hook(payload: &(dyn std::any::Any + Send)) {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(non-string panic payload)");
-    eprintln!("ioman: a callback panicked: {msg}");
 }

@@ -34,8 +34,54 @@
 //!   its manager (GHC hazard H8), so keep them short.
 //! - [`close_fd`](EventManager::close_fd) runs the `CLOSED` callbacks on the calling thread,
 //!   as GHC's `closeFdWith` does, after the fd is closed.
-//! - A panicking callback is caught and reported through the panic hook (default: a line on
-//!   stderr); the loop goes on and the registration is dropped.
+//! - A panicking callback is caught and reported through the panic hook, with which
+//!   registration or timeout it was ([`Panic`]; default: a line on stderr); the loop goes on
+//!   and the registration is dropped. Dropping a callback (after a one-shot fired, at
+//!   unregister, cancel or shutdown) is contained the same way.
+//! - Within one batch of events, each registration's turn comes in order, and a
+//!   registration that an earlier callback unregistered or closed is not called with
+//!   readiness: [`unregister_fd`](EventManager::unregister_fd) returning `true` means "will
+//!   not run again"; a closed one is told `CLOSED` exactly once, last.
+//!
+//! # Lifetime
+//!
+//! - [`shutdown`](EventManager::shutdown) releases everything before it returns: waiters get
+//!   [`ShutDown`], registrations and timeouts are dropped, and a thread in
+//!   [`run`](EventManager::run) or [`step`](EventManager::step) is woken and leaves.
+//! - [`spawn`](EventManager::spawn) returns the [`LoopHandle`] that owns the loop thread:
+//!   dropping it shuts the manager down and joins the thread, so a loop never outlives its
+//!   users. Dropping the last `Arc` of a manager shuts it down and closes its fds.
+//! - The wait helpers never hang silently: with a timeout they return by it whether or not a
+//!   loop runs; without one they fail at once when no thread drives the loop.
+//!
+//! # Closing fds and reused numbers
+//!
+//! The kernel reuses a closed fd's number at once, so the manager must know when a number
+//! starts naming another file.
+//!
+//! - [`close_fd`](EventManager::close_fd) is the safe way to close a registered fd (GHC's
+//!   `closeFdWith`): it removes the fd from the kernel and the table under the fd's lock,
+//!   closes it, and tells its registrations `CLOSED`.
+//! - A plain `close()` (dropping the `TcpStream`) is normal once the fd's registrations have
+//!   ended: a one-shot fired, `unregister_fd` returned, a wait helper returned. The manager
+//!   keeps nothing that refers to the file, and the next registration of the number always
+//!   reaches the kernel (an `EPOLL_CTL_MOD` that finds the new file unknown, then an `ADD`).
+//! - A plain `close()` while a registration is live is misuse, and breaks this much, for this
+//!   long: the live registration hears nothing more from the closed file; once the number
+//!   names a new file and someone registers it, the new registration works, and the old live
+//!   one is called for the new file's readiness too (it shares the number) until it is
+//!   unregistered. If the closed file stays open elsewhere (a `dup`, a forked child), epoll
+//!   keeps its old registration, whose events are dropped as stale: a multi-shot
+//!   (level-triggered) one makes the loop wake for nothing while that file is ready, until
+//!   its last copy is closed. poll(2) reports the closed number as an error once, then
+//!   disarms it.
+//!
+//! # Refused inputs
+//!
+//! A negative fd is [`InvalidInput`](io::ErrorKind::InvalidInput); a number the kernel does
+//! not know (closed, never opened, above every open fd) is `EBADF`, found by the kernel
+//! before anything is allocated for it; the manager's own fds (its wakeup, its epoll or
+//! kqueue fd) are refused; a key of another manager acts on nothing.
 //!
 //! # Examples
 //!
@@ -67,7 +113,7 @@
 //! manager.register_timeout(Duration::from_millis(1), move |_mgr| tx.send("fired").unwrap())?;
 //! assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "fired");
 //!
-//! manager.shutdown();
+//! manager.shutdown(); // (dropping `handle` would shut down and join too)
 //! handle.join()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
@@ -75,22 +121,22 @@
 
 mod builder;
 mod event_loop;
+mod panic;
 mod pool;
 mod sync;
 mod table;
 mod wait;
 
-use std::any::Any;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::Builder;
 pub use event_loop::LoopHandle;
 pub use ioman_poll::{Backend, DefaultBackend, Interest, Readiness};
 pub use ioman_timers::{Clock, ManualClock, MonotonicClock};
+pub use panic::{Origin, Panic, PanicHook};
 pub use pool::{Pool, PoolBuilder};
 pub use wait::Delay;
 
@@ -103,8 +149,8 @@ pub use ioman_wakeup as wakeup;
 
 use ioman_timers::{TimerKey, TimerQueue};
 use ioman_wakeup::Wakeup;
-use sync::{lock, AtomicU64, AtomicU8, Mutex, Ordering};
-use table::{Reg, Table};
+use sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
+use table::{FdEntry, Reg, Table};
 
 /// Anything that names an fd for registration: a [`RawFd`], a
 /// [`BorrowedFd`](std::os::fd::BorrowedFd), or a reference to anything [`AsFd`]
@@ -142,10 +188,12 @@ pub enum Lifetime {
 }
 
 /// Names one fd registration; returned by [`EventManager::register_fd`] and passed to its
-/// callback.
+/// callback. A key names its registration in its own manager only: another manager's
+/// methods treat it as unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FdKey {
     fd: RawFd,
+    manager: u32,
     id: u64,
 }
 
@@ -156,9 +204,13 @@ impl FdKey {
     }
 }
 
-/// Names one timeout; returned by [`EventManager::register_timeout`].
+/// Names one timeout; returned by [`EventManager::register_timeout`]. Like an [`FdKey`],
+/// it acts only on the manager that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TimeoutKey(TimerKey);
+pub struct TimeoutKey {
+    manager: u32,
+    key: TimerKey,
+}
 
 /// A fd callback: called on the loop thread with the manager, the registration's key and what
 /// the fd is ready for (only what the registration asked for, plus error, hang-up and close).
@@ -166,9 +218,6 @@ pub type FdCallback<B> = Box<dyn FnMut(&EventManager<B>, FdKey, Readiness) + Sen
 
 /// A timeout callback: called once on the loop thread when the timeout expires.
 pub type TimeoutCallback<B> = Box<dyn FnOnce(&EventManager<B>) + Send>;
-
-/// Called with the payload of a callback's panic.
-pub type PanicHook = Arc<dyn Fn(&(dyn Any + Send)) + Send + Sync>;
 
 /// The error (inside an [`io::Error`] of kind [`Other`](io::ErrorKind::Other)) given by every
 /// operation on a manager that was shut down, and to every waiter it released.
@@ -196,27 +245,18 @@ pub(crate) fn shut_down() -> io::Error {
 
 /// Where a manager is in its life (GHC's `State`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
-    /// Built; no loop has run yet (or only [`EventManager::step`] drives it).
+    /// Built; no loop runs (or only [`EventManager::step`] drives it).
     Created,
-    /// [`EventManager::run`] is looping.
+    /// [`EventManager::run`] (or [`spawn`](EventManager::spawn)) is looping.
     Running,
-    /// [`EventManager::shutdown`] was called while the loop ran; it stops after the current
-    /// iteration.
+    /// [`EventManager::shutdown`] was called while a thread was inside the loop; it leaves
+    /// after the current iteration.
     Dying,
-    /// Shut down: every registration dropped, every waiter released.
+    /// Shut down and no thread inside the loop: every registration dropped, every waiter
+    /// released.
     Finished,
-}
-
-impl State {
-    fn from_u8(v: u8) -> State {
-        match v {
-            0 => State::Created,
-            1 => State::Running,
-            2 => State::Dying,
-            _ => State::Finished,
-        }
-    }
 }
 
 /// Counters of what a manager did, for monitoring and benchmarks.
@@ -229,23 +269,34 @@ pub struct Stats {
     pub fd_callbacks: u64,
     /// Timeout callbacks run.
     pub timeout_callbacks: u64,
-    /// Callbacks that panicked.
+    /// Callbacks that panicked (while running or while dropped).
     pub panics: u64,
     /// Wakeup syscalls made to interrupt the loop (coalesced wakes are not counted).
     pub wakeups: u64,
 }
 
+/// A process-unique number per manager, carried by its keys.
+fn next_manager_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// GHC's event manager: fd readiness callbacks and timeouts, driven by one loop, usable from
 /// any thread.
 ///
-/// See the [crate docs](crate) for the threading rules and an example.
+/// See the [crate docs](crate) for the threading rules, the ownership of a spawned loop and
+/// an example.
 pub struct EventManager<B: Backend + 'static = DefaultBackend> {
+    id: u32,
     backend: B,
     caps: ioman_poll::Capabilities,
     table: Table<B>,
-    timers: Mutex<TimerQueue<TimeoutCallback<B>, Arc<dyn Clock>>>,
+    timers: Mutex<TimerQueue<TimeoutCallback<B>, std::sync::Arc<dyn Clock>>>,
     wakeup: Wakeup,
-    state: AtomicU8,
+    /// The one shutdown flag: set once by [`shutdown`](Self::shutdown), read by everyone.
+    shut_down: AtomicBool,
+    /// Whether `run` (or a spawned loop) is looping.
+    running: AtomicBool,
     loop_state: Mutex<event_loop::LoopState<B>>,
     /// Thread id (see `event_loop::thread_id`) of the thread inside the loop, 0 if none.
     loop_thread: AtomicU64,
@@ -272,15 +323,25 @@ impl EventManager<DefaultBackend> {
 
 impl<B: Backend + 'static> EventManager<B> {
     fn check_live(&self) -> io::Result<()> {
-        match self.state() {
-            State::Dying | State::Finished => Err(shut_down()),
-            _ => Ok(()),
+        if self.is_shut_down() {
+            Err(shut_down())
+        } else {
+            Ok(())
         }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
     }
 
     /// Where the manager is in its life.
     pub fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::SeqCst))
+        match (self.is_shut_down(), self.running.load(Ordering::SeqCst)) {
+            (false, false) => State::Created,
+            (false, true) => State::Running,
+            (true, _) if self.is_driven() => State::Dying,
+            (true, _) => State::Finished,
+        }
     }
 
     /// The backend's capabilities.
@@ -303,7 +364,8 @@ impl<B: Backend + 'static> EventManager<B> {
     /// Wakes the loop if it is blocked, so it looks again at its timeouts and state (for
     /// example after a [`ManualClock`] was advanced). Cheap when a wake is already pending.
     pub fn wake(&self) {
-        // A failed wake (EBADF after the fd was closed at drop) has nobody left to wake.
+        // The wakeup lives as long as the manager and `wake` has no error case left on an
+        // fd it owns (a full eventfd or pipe is drained and written again).
         let _ = self.wakeup.wake();
     }
 
@@ -313,24 +375,43 @@ impl<B: Backend + 'static> EventManager<B> {
         }
     }
 
+    /// Refuses the manager's own fds: registering its wakeup (or, below, the backend's own
+    /// fd) would let a stale `RawFd` take the wakeup over, and unregistering it then would
+    /// leave the loop deaf to timers and shutdown.
+    fn refuse_own_fd(&self, fd: RawFd) -> io::Result<()> {
+        if self.wakeup.owns_fd(fd) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("fd {fd} is the event manager's own wakeup fd"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Registers `callback` for `interest` on `fd`.
     ///
     /// Several registrations on one fd are allowed; the kernel is asked for the union of
     /// their interests, in one-shot mode only if all of them are [`Lifetime::OneShot`]. The
     /// backend call is made on the calling thread, under the fd's lock stripe; with epoll and
-    /// kqueue the loop is not woken, with poll(2) it is. Registering a one-shot again after
-    /// it fired costs one `EPOLL_CTL_MOD`.
+    /// kqueue the loop is not woken, with poll(2) it is. Every registration tells the kernel
+    /// (one `EPOLL_CTL_MOD`, or an `ADD` for an fd it does not watch), so a number reused
+    /// after a plain `close()` is watched anew.
     ///
-    /// The fd must stay open until it is unregistered or passed to
-    /// [`close_fd`](Self::close_fd): closing it behind the manager's back lets a reused fd
-    /// number receive this registration's events.
+    /// The fd must stay open until its registrations have ended (fired, for a one-shot) or
+    /// it is passed to [`close_fd`](Self::close_fd); see the crate docs on closing.
     ///
     /// # Errors
     ///
-    /// The backend's: `EBADF` (raw OS error) for a closed or invalid fd,
-    /// [`Unsupported`](io::ErrorKind::Unsupported) for a file type the backend cannot watch
-    /// (epoll and regular files); [`InvalidInput`](io::ErrorKind::InvalidInput) for a negative
-    /// fd; [`ShutDown`] after [`shutdown`](Self::shutdown). Nothing stays registered on error.
+    /// - [`InvalidInput`](io::ErrorKind::InvalidInput) for a negative fd;
+    /// - `EBADF` (raw OS error) for an fd the kernel does not know (closed, never opened, or
+    ///   above any open fd); nothing is allocated for it;
+    /// - [`AlreadyExists`](io::ErrorKind::AlreadyExists) for the manager's own wakeup fd,
+    ///   and the backend's error for its own fd (epoll refuses to watch itself);
+    /// - [`Unsupported`](io::ErrorKind::Unsupported) for a file type the backend cannot
+    ///   watch (epoll and regular files);
+    /// - [`ShutDown`] after [`shutdown`](Self::shutdown).
+    ///
+    /// Nothing stays registered on error.
     pub fn register_fd<F>(
         &self,
         fd: impl FdLike,
@@ -341,62 +422,106 @@ impl<B: Backend + 'static> EventManager<B> {
     where
         F: FnMut(&EventManager<B>, FdKey, Readiness) + Send + 'static,
     {
-        self.register_boxed(fd.fd_number(), interest, lifetime, Box::new(callback))
+        let fd = fd.fd_number();
+        match self.register_boxed(fd, interest, lifetime, Box::new(callback)) {
+            Ok(key) => Ok(key),
+            Err((e, cb)) => {
+                // Dropped outside the lock and contained: the callback may own things whose
+                // drop calls the manager, or panics.
+                self.drop_contained(Origin::Refused, cb);
+                Err(e)
+            }
+        }
     }
 
+    /// `register_fd` without the generic: on error, hands the callback back to be dropped
+    /// outside the stripe lock.
     pub(crate) fn register_boxed(
         &self,
         fd: RawFd,
         interest: Interest,
         lifetime: Lifetime,
         cb: FdCallback<B>,
-    ) -> io::Result<FdKey> {
+    ) -> Result<FdKey, (io::Error, FdCallback<B>)> {
         if fd < 0 {
-            return Err(io::Error::new(
+            let e = io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a negative fd cannot be registered",
-            ));
+            );
+            return Err((e, cb));
+        }
+        if let Err(e) = self.refuse_own_fd(fd) {
+            return Err((e, cb));
         }
         let mut stripe = self.table.lock(fd);
-        // Checked under the stripe lock: shutdown drains each stripe after setting the state,
-        // so a registration either sees the state or is drained.
-        self.check_live()?;
+        // Checked under the stripe lock: shutdown drains each stripe after setting the flag,
+        // so a registration either sees the flag or is drained.
+        if let Err(e) = self.check_live() {
+            return Err((e, cb));
+        }
         let id = stripe.next_id();
-        let entry = stripe.entry(fd);
-        entry.regs.push(Reg {
+        let reg = Reg {
             id,
             interest,
             lifetime,
             cb: Some(cb),
-        });
-        match entry.sync(fd, &self.backend, &self.caps) {
+        };
+        let result = match stripe.get(fd) {
+            Some(entry) => {
+                entry.regs.push(reg);
+                entry
+                    .sync(fd, &self.backend, &self.caps, true)
+                    .map_err(|e| (e, entry.regs.pop()))
+            }
+            None => {
+                // No slot yet: the kernel validates the number before the stripe grows to
+                // it, so an arbitrary number allocates nothing.
+                let mut entry = FdEntry::default();
+                entry.regs.push(reg);
+                match entry.sync(fd, &self.backend, &self.caps, true) {
+                    Ok(changed) => {
+                        stripe.insert(fd, entry);
+                        Ok(changed)
+                    }
+                    Err(e) => Err((e, entry.regs.pop())),
+                }
+            }
+        };
+        drop(stripe);
+        match result {
             Ok(changed) => {
-                drop(stripe);
                 if changed {
                     self.wake_if_needed();
                 }
-                Ok(FdKey { fd, id })
+                Ok(FdKey {
+                    fd,
+                    manager: self.id,
+                    id,
+                })
             }
-            Err(e) => {
-                let reg = entry.regs.pop();
-                drop(stripe);
-                // Dropped outside the lock: the callback may own things whose drop calls the
-                // manager.
-                drop(reg);
-                Err(e)
+            Err((e, reg)) => {
+                // The registration just pushed is the last one, and it has its callback.
+                let cb = reg.and_then(|r| r.cb).expect("the refused registration");
+                Err((e, cb))
             }
         }
     }
 
-    /// Removes a registration. Returns `false` (and does nothing) when the key is unknown:
-    /// already unregistered, a one-shot that already fired, or closed.
+    /// Removes a registration.
+    ///
+    /// Returns `true` when the registration was live: its callback will not run again (not
+    /// even for an event already in the batch the loop is dispatching), and it is dropped
+    /// once it is not running. Returns `false` (and does nothing) when the key is unknown:
+    /// already unregistered, a one-shot that fired (or is firing), closed, or another
+    /// manager's key.
     ///
     /// # Errors
     ///
-    /// Only when the backend refuses to shrink the fd's interest (a level-triggered fd that
-    /// was closed behind the manager's back is not an error).
+    /// When the backend refuses to shrink or remove the fd's kernel registration (for
+    /// example `ENOMEM`). Nothing changed then: the registration is still live, the kernel
+    /// still watches the fd, and the call can be retried.
     pub fn unregister_fd(&self, key: FdKey) -> io::Result<bool> {
-        if key.fd < 0 {
+        if key.fd < 0 || key.manager != self.id {
             return Ok(false);
         }
         let mut stripe = self.table.lock(key.fd);
@@ -406,12 +531,20 @@ impl<B: Backend + 'static> EventManager<B> {
         let Some(i) = entry.regs.iter().position(|r| r.id == key.id) else {
             return Ok(false);
         };
-        let reg = entry.regs.swap_remove(i);
-        let changed = entry.sync(key.fd, &self.backend, &self.caps);
+        let reg = entry.regs.remove(i);
+        let changed = match entry.sync(key.fd, &self.backend, &self.caps, false) {
+            Ok(changed) => changed,
+            Err(e) => {
+                entry.regs.insert(i, reg);
+                return Err(e);
+            }
+        };
         drop(stripe);
         // The callback may own resources whose drop calls back into the manager.
-        drop(reg);
-        if changed? {
+        if let Some(cb) = reg.cb {
+            self.drop_contained(Origin::FdCallbackDrop(key), cb);
+        }
+        if changed {
             self.wake_if_needed();
         }
         Ok(true)
@@ -423,7 +556,9 @@ impl<B: Backend + 'static> EventManager<B> {
     ///
     /// The close happens under the fd's lock stripe, so a registration of the reused fd
     /// number made by another thread can only land after the old registrations are gone: a
-    /// reused number never receives an old registration's events.
+    /// reused number never receives an old registration's events. A registration closed
+    /// before its turn in a batch the loop is dispatching is not called with that readiness:
+    /// `CLOSED` is the last thing it is told.
     ///
     /// A multi-shot callback that is running on the loop thread at that moment is told when
     /// it returns.
@@ -444,7 +579,7 @@ impl<B: Backend + 'static> EventManager<B> {
                     let _ = self.backend.deregister(raw);
                     deregistered = true;
                 }
-                // A later registration of the reused number must not match queued events.
+                // Events of the closed file still queued in the batch are stale from now on.
                 entry.gen = entry.gen.wrapping_add(1);
                 std::mem::take(&mut entry.regs)
             }
@@ -461,7 +596,12 @@ impl<B: Backend + 'static> EventManager<B> {
         let mut told = 0;
         for r in regs {
             if let Some(cb) = r.cb {
-                self.run_fd_callback(cb, FdKey { fd: raw, id: r.id }, Readiness::CLOSED);
+                let key = FdKey {
+                    fd: raw,
+                    manager: self.id,
+                    id: r.id,
+                };
+                self.run_fd_callback(cb, key, Readiness::CLOSED);
                 told += 1;
             }
         }
@@ -482,7 +622,11 @@ impl<B: Backend + 'static> EventManager<B> {
         F: FnOnce(&EventManager<B>) + Send + 'static,
     {
         let mut timers = lock(&self.timers);
-        self.check_live()?;
+        if let Err(e) = self.check_live() {
+            drop(timers);
+            self.drop_contained(Origin::Refused, callback);
+            return Err(e);
+        }
         let before = timers.next_deadline();
         let key = timers.register_after(after, Box::new(callback));
         let wake = earlier(timers.deadline(key), before);
@@ -490,19 +634,26 @@ impl<B: Backend + 'static> EventManager<B> {
         if wake {
             self.wake();
         }
-        Ok(TimeoutKey(key))
+        Ok(TimeoutKey {
+            manager: self.id,
+            key,
+        })
     }
 
     /// Moves a timeout to `after` from now, earlier or later. Returns `false` when the key is
-    /// unknown (fired or unregistered). Moving a timeout later is O(1) and never wakes the
-    /// loop; the loop is woken only when the new deadline is earlier than every other.
+    /// unknown (fired, unregistered, or another manager's). Moving a timeout later is O(1)
+    /// and never wakes the loop; the loop is woken only when the new deadline is earlier than
+    /// every other.
     pub fn update_timeout(&self, key: TimeoutKey, after: Duration) -> bool {
-        let mut timers = lock(&self.timers);
-        let before = timers.next_deadline();
-        if !timers.update_after(key.0, after) {
+        if key.manager != self.id {
             return false;
         }
-        let wake = earlier(timers.deadline(key.0), before);
+        let mut timers = lock(&self.timers);
+        let before = timers.next_deadline();
+        if !timers.update_after(key.key, after) {
+            return false;
+        }
+        let wake = earlier(timers.deadline(key.key), before);
         drop(timers);
         if wake {
             self.wake();
@@ -510,11 +661,21 @@ impl<B: Backend + 'static> EventManager<B> {
         true
     }
 
-    /// Cancels a timeout. Returns `false` when the key is unknown (fired or unregistered).
+    /// Cancels a timeout. Returns `false` when the key is unknown (fired, unregistered, or
+    /// another manager's).
     pub fn unregister_timeout(&self, key: TimeoutKey) -> bool {
-        let cb = lock(&self.timers).cancel(key.0);
-        // Dropped outside the lock: it may own things whose drop calls the manager.
-        cb.is_some()
+        if key.manager != self.id {
+            return false;
+        }
+        let cb = lock(&self.timers).cancel(key.key);
+        match cb {
+            Some(cb) => {
+                // Dropped outside the lock: it may own things whose drop calls the manager.
+                self.drop_contained(Origin::TimeoutDrop(key), cb);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The number of live fd registrations and timeouts (for monitoring; takes every lock in
@@ -574,5 +735,6 @@ mod tests {
         assert::<Pool>();
         assert::<FdKey>();
         assert::<TimeoutKey>();
+        assert::<LoopHandle>();
     }
 }

@@ -98,20 +98,19 @@ fn mock_manager() -> (Arc<EventManager<Arc<Mock>>>, Arc<Mock>) {
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    RUNS.store(0, Ordering::SeqCst);
+    // Counted per model (tests run in parallel threads; a shared static would mix them).
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(move || {
-        RUNS.fetch_add(1, Ordering::SeqCst);
+        r.fetch_add(1, Ordering::SeqCst);
         f()
     });
     // Interleavings explored: more than one, or the model tested nothing.
-    assert!(RUNS.load(Ordering::SeqCst) > 1);
-    eprintln!(
-        "loom explored {} interleavings",
-        RUNS.load(Ordering::SeqCst)
-    );
+    let runs = runs.load(Ordering::SeqCst);
+    assert!(runs > 1, "loom explored only {runs} interleaving");
+    eprintln!("loom explored {runs} interleavings");
 }
 
 /// A one-shot registered while the loop dispatches fires exactly once, and nothing stays

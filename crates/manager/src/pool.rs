@@ -124,10 +124,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
     }
 
     /// Reports callback panics of every manager to `hook`.
-    pub fn panic_hook(
-        mut self,
-        hook: impl Fn(&(dyn std::any::Any + Send)) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn panic_hook(mut self, hook: impl Fn(&crate::Panic<'_>) + Send + Sync + 'static) -> Self {
         self.panic_hook = Some(Arc::new(hook));
         self
     }

@@ -5,7 +5,8 @@
 //! that fd's stripe lock, on the calling thread (the Mio design): the kernel and the table
 //! never diverge, whatever order one-shot and multi-shot registrations come in (GHC hazard
 //! H1: a fired one-shot leaves the fd disarmed in the kernel, so a later registration must
-//! `MOD`, and an `ADD` that finds the fd present falls back to `MOD`).
+//! `MOD`). A backend call that fails leaves the table as it was, so the table always says
+//! what the kernel watches.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -13,7 +14,7 @@ use std::os::fd::RawFd;
 use ioman_poll::{Backend, Capabilities, Interest, Mode, Readiness};
 
 use crate::sync::{lock, Mutex, MutexGuard};
-use crate::{FdCallback, FdKey, Lifetime};
+use crate::{FdCallback, Lifetime};
 
 /// Number of lock stripes; a power of two, as in GHC (`callbackArraySize = 32`).
 pub(crate) const STRIPES: usize = 32;
@@ -38,8 +39,9 @@ pub(crate) struct Kernel {
 
 /// Everything the manager knows about one fd number.
 pub(crate) struct FdEntry<B: Backend + 'static> {
-    /// The key given to the backend; bumped on every kernel `ADD`, so events from an earlier
-    /// kernel registration of the same fd number are recognised as stale and dropped.
+    /// The key given to the backend; bumped on every kernel `ADD` and by `close_fd`, so
+    /// events from an earlier kernel registration of the same fd number are recognised as
+    /// stale and dropped.
     pub(crate) gen: u32,
     pub(crate) kernel: Option<Kernel>,
     pub(crate) regs: Vec<Reg<B>>,
@@ -59,6 +61,9 @@ impl<B: Backend + 'static> Default for FdEntry<B> {
 pub(crate) struct Stripe<B: Backend + 'static> {
     /// This stripe's number: the low bits of every fd in it.
     index: usize,
+    /// Indexed by `fd / STRIPES`. Grown only for an fd the kernel accepted, so its length
+    /// is bounded by the highest fd number the process has open, never by a caller's
+    /// arbitrary number.
     entries: Vec<FdEntry<B>>,
     next_id: u64,
     /// Ids of multi-shot registrations that `close_fd` removed while their callback was
@@ -83,18 +88,19 @@ impl<B: Backend + 'static> Stripe<B> {
         id
     }
 
-    /// The entry of `fd`, if one was ever created.
+    /// The entry of `fd`, if its slot exists.
     pub(crate) fn get(&mut self, fd: RawFd) -> Option<&mut FdEntry<B>> {
         self.entries.get_mut(slot(fd))
     }
 
-    /// The entry of `fd`, created empty if needed.
-    pub(crate) fn entry(&mut self, fd: RawFd) -> &mut FdEntry<B> {
+    /// Stores `entry` as the entry of `fd`, growing the stripe to reach its slot. Called
+    /// only after the backend accepted `fd`, so the growth is bounded by a real fd number.
+    pub(crate) fn insert(&mut self, fd: RawFd, entry: FdEntry<B>) {
         let i = slot(fd);
         if i >= self.entries.len() {
             self.entries.resize_with(i + 1, FdEntry::default);
         }
-        &mut self.entries[i]
+        self.entries[i] = entry;
     }
 
     /// The number of live registrations in this stripe.
@@ -111,7 +117,8 @@ impl<B: Backend + 'static> Stripe<B> {
                 out.push((fd, std::mem::take(e)));
             }
         }
-        self.entries.clear();
+        self.entries = Vec::new();
+        self.closed_while_running.clear();
         out
     }
 }
@@ -164,30 +171,43 @@ impl<B: Backend + 'static> FdEntry<B> {
 
     /// Brings the kernel in line with the registrations, with the fewest syscalls: none when
     /// nothing changed, one `MOD` to re-arm a one-shot, `ADD` only when the kernel does not
-    /// know the fd (and `MOD` when an `ADD` finds it present, or `ADD` when a `MOD` finds it
-    /// absent). An fd left without registrations stays in the kernel if it is one-shot (it is
-    /// disarmed or will disarm itself after one event, and re-arming later is a single `MOD`)
-    /// and is removed if it is level-triggered.
+    /// know the fd (or a `MOD` finds it absent). An fd left without registrations stays in the
+    /// kernel if it is one-shot (it is disarmed or will disarm itself after one event, and
+    /// re-arming later is a single `MOD`) and is removed if it is level-triggered.
     ///
-    /// Returns whether a backend call was made. On error the kernel state is as before.
-    pub(crate) fn sync(&mut self, fd: RawFd, backend: &B, caps: &Capabilities) -> io::Result<bool> {
+    /// `fresh`: a registration was just added. The kernel is then always told (a `MOD`,
+    /// which finds the fd absent if its number now names another file), even when the
+    /// interest it holds already covers the registration: after a plain `close()` and a
+    /// reuse of the number, the kernel no longer watches the new file, and only a syscall
+    /// finds that out.
+    ///
+    /// Returns whether a backend call was made. On error the kernel and the table are as
+    /// before.
+    pub(crate) fn sync(
+        &mut self,
+        fd: RawFd,
+        backend: &B,
+        caps: &Capabilities,
+        fresh: bool,
+    ) -> io::Result<bool> {
         match (self.kernel, self.desired(caps)) {
             (None, None) => Ok(false),
             (Some(k), None) => {
                 if k.mode == Mode::Oneshot {
                     return Ok(false);
                 }
-                self.kernel = None;
-                // The fd may already be closed (the user closed it without `close_fd`): the
-                // kernel forgot it then, which is exactly what we wanted.
                 match backend.deregister(fd) {
-                    Ok(()) => Ok(true),
-                    Err(e) if gone(&e) => Ok(true),
-                    Err(e) => Err(e),
+                    // The fd may already be closed (the user closed it without `close_fd`):
+                    // the kernel forgot it then, which is exactly what we wanted.
+                    Ok(()) => {}
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(e),
                 }
+                self.kernel = None;
+                Ok(true)
             }
             (Some(k), Some((interest, mode))) => {
-                if k.armed && k.interest == interest && k.mode == mode {
+                if !fresh && k.armed && k.interest == interest && k.mode == mode {
                     return Ok(false);
                 }
                 match backend.modify(fd, self.gen, interest, mode) {
@@ -218,12 +238,16 @@ impl<B: Backend + 'static> FdEntry<B> {
         }
     }
 
+    /// `ADD` under a new generation. The kernel set holds only what this table added and
+    /// the manager's own wakeup fd, which `register_fd` refuses before it gets here; so an
+    /// `ADD` that finds the fd present (`AlreadyExists`) meets an old registration of the
+    /// same file under the same number that the table lost track of (its fd was closed
+    /// while a `dup` kept the file open, then the `dup` was moved back onto the number):
+    /// take it over with a `MOD`.
     fn add(&mut self, fd: RawFd, backend: &B, interest: Interest, mode: Mode) -> io::Result<()> {
         let gen = self.gen.wrapping_add(1);
         match backend.register(fd, gen, interest, mode) {
             Ok(()) => {}
-            // Known to the kernel already (a dup of a closed fd, or a registration made
-            // outside the manager): take it over.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 backend.modify(fd, gen, interest, mode)?
             }
@@ -233,46 +257,13 @@ impl<B: Backend + 'static> FdEntry<B> {
         Ok(())
     }
 
-    /// Called by the loop for an event of this entry's current kernel registration: marks a
-    /// one-shot registration disarmed and takes out the registrations the readiness
-    /// satisfies (one-shot ones removed, multi-shot ones lent out), pushing them to `fired`.
-    pub(crate) fn fire(&mut self, fd: RawFd, readiness: Readiness, fired: &mut Vec<Fired<B>>) {
-        if let Some(k) = &mut self.kernel {
-            if k.mode == Mode::Oneshot {
-                k.armed = false;
-            }
-        }
-        let mut i = 0;
-        while i < self.regs.len() {
-            let r = &mut self.regs[i];
-            if r.cb.is_none() || !readiness.satisfies(r.interest) {
-                i += 1;
-                continue;
-            }
-            let delivered = mask(readiness, r.interest);
-            let key = FdKey { fd, id: r.id };
-            if r.lifetime == Lifetime::OneShot {
-                let r = self.regs.swap_remove(i);
-                if let Some(cb) = r.cb {
-                    fired.push(Fired {
-                        key,
-                        readiness: delivered,
-                        cb,
-                        multishot: false,
-                    });
-                }
-            } else {
-                if let Some(cb) = r.cb.take() {
-                    fired.push(Fired {
-                        key,
-                        readiness: delivered,
-                        cb,
-                        multishot: true,
-                    });
-                }
-                i += 1;
-            }
-        }
+    /// The ids of the registrations `readiness` wakes, in registration order.
+    pub(crate) fn woken(&self, readiness: Readiness) -> smallvec::SmallVec<[u64; 4]> {
+        self.regs
+            .iter()
+            .filter(|r| r.cb.is_some() && readiness.satisfies(r.interest))
+            .map(|r| r.id)
+            .collect()
     }
 }
 
@@ -293,12 +284,4 @@ pub(crate) fn mask(readiness: Readiness, interest: Interest) -> Readiness {
 /// Whether a backend error means the fd is no longer known (closed, or never registered).
 pub(crate) fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EBADF)
-}
-
-/// A callback taken out of the table to run outside every lock.
-pub(crate) struct Fired<B: Backend + 'static> {
-    pub(crate) key: FdKey,
-    pub(crate) readiness: Readiness,
-    pub(crate) cb: FdCallback<B>,
-    pub(crate) multishot: bool,
 }

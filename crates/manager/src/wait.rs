@@ -35,13 +35,26 @@ impl Slot {
         }
     }
 
-    fn wait(&self) -> io::Result<Readiness> {
+    /// Waits for the result, or until `left()` (the time left on the manager's clock, `None`
+    /// for no limit) reaches zero: then `None`. The time left is read again after each wake,
+    /// so a wait on a manual clock ends once the clock has passed the deadline and the
+    /// remaining real time has elapsed, loop or no loop.
+    fn wait(&self, left: impl Fn() -> Option<Duration>) -> Option<io::Result<Readiness>> {
         let mut g = lock(&self.result);
         loop {
             if let Some(r) = g.take() {
-                return r;
+                return Some(r);
             }
-            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = match left() {
+                None => self.ready.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) if d.is_zero() => return None,
+                Some(d) => {
+                    self.ready
+                        .wait_timeout(g, d)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 }
@@ -117,17 +130,28 @@ impl Delay {
 impl<B: Backend + 'static> EventManager<B> {
     /// Blocks the calling thread until `fd` is readable (GHC's `threadWaitRead`), or until
     /// `timeout` passes on the manager's clock. Returns the readiness (readable, or error or
-    /// hang-up). The loop must be running on another thread.
+    /// hang-up).
+    ///
+    /// Readiness is seen by the loop, so the loop must run on another thread (`run`,
+    /// `spawn`, or `step` called in a loop). A wait never hangs silently: with a timeout it
+    /// returns by the timeout whether or not a loop runs; without one, on a manager that no
+    /// thread drives at the moment of the call, it fails at once (a program that drives the
+    /// manager with `step` should give its waiters a timeout, as the waiter may look between
+    /// two steps).
     ///
     /// # Errors
     ///
-    /// [`TimedOut`](io::ErrorKind::TimedOut) after `timeout`; `EBADF` (raw OS error) when the
-    /// fd is closed through [`close_fd`](Self::close_fd) meanwhile;
-    /// [`ShutDown`](crate::ShutDown) when the manager is shut down;
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) when called on the loop thread (it would wait
-    /// for itself); the errors of [`register_fd`](Self::register_fd), except that a file
-    /// type the backend cannot watch (a regular file) is reported ready at once, as it is
-    /// always ready.
+    /// - [`TimedOut`](io::ErrorKind::TimedOut) after `timeout`;
+    /// - `EBADF` (raw OS error) when the fd is closed through [`close_fd`](Self::close_fd)
+    ///   meanwhile;
+    /// - [`ShutDown`](crate::ShutDown) when the manager is shut down;
+    /// - [`Deadlock`](io::ErrorKind::Deadlock) when called on the loop thread (it would wait
+    ///   for itself);
+    /// - [`WouldBlock`](io::ErrorKind::WouldBlock) without a timeout when no thread drives
+    ///   the loop;
+    /// - the errors of [`register_fd`](Self::register_fd), except that a file type the
+    ///   backend cannot watch (a regular file) is reported ready at once, as it is always
+    ///   ready.
     pub fn wait_readable(
         &self,
         fd: impl FdLike,
@@ -157,6 +181,13 @@ impl<B: Backend + 'static> EventManager<B> {
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
         self.refuse_loop_thread()?;
+        if timeout.is_none() && !self.is_driven() && !self.is_shut_down() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "no loop runs this event manager (run, spawn or a step in progress): a wait without a timeout would never return",
+            ));
+        }
+        let deadline = timeout.map(|d| self.now().checked_add(d));
         let slot = Slot::new();
         let wid = self.waiters.insert(&slot)?;
         let s = Arc::clone(&slot);
@@ -191,7 +222,9 @@ impl<B: Backend + 'static> EventManager<B> {
                 }
             }
         };
-        let r = slot.wait();
+        let r = slot
+            .wait(|| self.left(deadline))
+            .unwrap_or_else(|| Err(timed_out()));
         // Whichever side did not fire is removed (a no-op for the one that did).
         let _ = self.unregister_fd(fd_key);
         if let Some(t) = timer {
@@ -201,13 +234,22 @@ impl<B: Backend + 'static> EventManager<B> {
         r
     }
 
+    /// The time left until `deadline` on the manager's clock: `None` for no deadline (or
+    /// one too far away to represent), zero once it has passed.
+    fn left(&self, deadline: Option<Option<std::time::Instant>>) -> Option<Duration> {
+        let deadline = deadline.flatten()?;
+        Some(deadline.saturating_duration_since(self.now()))
+    }
+
     /// Blocks the calling thread for `duration` on the manager's clock (GHC's
-    /// `threadDelay`). The loop must be running on another thread.
+    /// `threadDelay`). It returns when the manager's loop fires its timeout, or when the
+    /// calling thread sees the time has passed, whichever comes first: it does not need a
+    /// loop to return.
     ///
     /// # Errors
     ///
     /// [`ShutDown`](crate::ShutDown) when the manager is shut down before the time is up;
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) when called on the loop thread.
+    /// [`Deadlock`](io::ErrorKind::Deadlock) when called on the loop thread.
     pub fn sleep(&self, duration: Duration) -> io::Result<()> {
         self.refuse_loop_thread()?;
         let slot = Slot::new();
@@ -220,7 +262,11 @@ impl<B: Backend + 'static> EventManager<B> {
                 return Err(e);
             }
         };
-        let r = slot.wait();
+        let deadline = Some(self.now().checked_add(duration));
+        // Time up with no loop to fire the timer: the sleep is over all the same.
+        let r = slot
+            .wait(|| self.left(deadline))
+            .unwrap_or(Ok(Readiness::EMPTY));
         self.unregister_timeout(key);
         self.waiters.remove(wid);
         r.map(drop)
@@ -245,7 +291,7 @@ impl<B: Backend + 'static> EventManager<B> {
     fn refuse_loop_thread(&self) -> io::Result<()> {
         if self.on_loop_thread() {
             return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
+                io::ErrorKind::Deadlock,
                 "a wait helper was called on the loop thread: it would wait for itself",
             ));
         }

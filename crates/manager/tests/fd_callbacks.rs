@@ -218,31 +218,31 @@ fn callbacks_may_reenter<B: Backend + 'static>(make: fn() -> io::Result<B>) -> i
 fn panicking_callback_is_contained<B: Backend + 'static>(
     make: fn() -> io::Result<B>,
 ) -> io::Result<()> {
-    let panics = Arc::new(AtomicUsize::new(0));
+    let panics = Arc::new(Mutex::new(Vec::new()));
     let p = panics.clone();
     let m = EventManager::builder()
         .backend(make()?)
-        .panic_hook(move |payload| {
-            assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-            p.fetch_add(1, Ordering::SeqCst);
+        .panic_hook(move |panic| {
+            assert_eq!(panic.message(), Some("boom"));
+            p.lock().unwrap().push(panic.origin());
         })
         .build()?;
     let (mut a, b) = pair()?;
     let (n, n2) = counter();
-    m.register_fd(&b, Interest::READ, Lifetime::MultiShot, |_, _, _| {
+    let bad = m.register_fd(&b, Interest::READ, Lifetime::MultiShot, |_, _, _| {
         panic!("boom")
     })?;
     m.register_fd(&b, Interest::READ, Lifetime::MultiShot, move |_, _, _| {
         n2.fetch_add(1, Ordering::SeqCst);
     })?;
-    m.register_timeout(Duration::ZERO, |_| panic!("boom"))?;
+    let t = m.register_timeout(Duration::ZERO, |_| panic!("boom"))?;
     a.write_all(b"x")?;
     drive(&m, || n.load(Ordering::SeqCst) >= 3);
-    assert_eq!(
-        panics.load(Ordering::SeqCst),
-        2,
-        "each panicking callback once"
-    );
+    let mut seen = panics.lock().unwrap().clone();
+    seen.sort_by_key(|o| format!("{o:?}"));
+    let mut want = vec![ioman::Origin::FdCallback(bad), ioman::Origin::Timeout(t)];
+    want.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(seen, want, "each panicking callback once, named");
     assert_eq!(m.stats().panics, 2);
     assert_eq!(m.live().0, 1, "the panicking registration was dropped");
     Ok(())

@@ -131,7 +131,7 @@ fn wait_on_loop_thread_is_refused<B: Backend + 'static>(
             .unwrap()
     })?;
     m.step(Some(Duration::ZERO))?;
-    assert_eq!(rx.try_recv().unwrap(), io::ErrorKind::WouldBlock);
+    assert_eq!(rx.try_recv().unwrap(), io::ErrorKind::Deadlock);
     Ok(())
 }
 

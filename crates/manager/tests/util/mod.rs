@@ -79,15 +79,15 @@ pub fn wait_until(mut done: impl FnMut() -> bool) {
 }
 
 /// Instantiates each generic test `fn name<B: Backend>(make: fn() -> io::Result<B>)` for
-/// every backend compiled here.
+/// the target's default backend (epoll, kqueue) and for poll(2), which every Unix has.
 #[macro_export]
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {
-        mod epoll {
+        mod default_backend {
             $(
                 #[test]
                 fn $name() -> std::io::Result<()> {
-                    super::$name(ioman_poll::Epoll::new)
+                    super::$name(ioman::DefaultBackend::new)
                 }
             )*
         }
@@ -100,4 +100,90 @@ macro_rules! for_each_backend {
             )*
         }
     };
+}
+
+/// A backend wrapper that fails chosen calls, for the error paths strace finds
+/// (`strace -e inject=epoll_ctl:error=ENOMEM`) without strace.
+///
+/// `fail_*` make the next call of that kind fail with the errno (once each time they are
+/// armed); `lie_deregister` makes the next `deregister` report success without removing
+/// anything, the state in which the kernel watches an fd the manager believes gone.
+pub struct Faulty<B> {
+    pub inner: B,
+    pub fail_register: std::sync::atomic::AtomicI32,
+    pub fail_modify: std::sync::atomic::AtomicI32,
+    pub fail_deregister: std::sync::atomic::AtomicI32,
+    pub lie_deregister: std::sync::atomic::AtomicBool,
+    pub deregisters: std::sync::atomic::AtomicUsize,
+    /// Events the inner backend reported, over all polls.
+    pub polled: std::sync::atomic::AtomicUsize,
+}
+
+impl<B> Faulty<B> {
+    pub fn new(inner: B) -> Self {
+        Faulty {
+            inner,
+            fail_register: Default::default(),
+            fail_modify: Default::default(),
+            fail_deregister: Default::default(),
+            lie_deregister: Default::default(),
+            deregisters: Default::default(),
+            polled: Default::default(),
+        }
+    }
+}
+
+fn take_fault(slot: &std::sync::atomic::AtomicI32) -> io::Result<()> {
+    match slot.swap(0, std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+impl<B: Backend> Backend for Faulty<B> {
+    fn register(
+        &self,
+        fd: std::os::fd::RawFd,
+        key: u32,
+        interest: ioman::Interest,
+        mode: ioman_poll::Mode,
+    ) -> io::Result<()> {
+        take_fault(&self.fail_register)?;
+        self.inner.register(fd, key, interest, mode)
+    }
+    fn modify(
+        &self,
+        fd: std::os::fd::RawFd,
+        key: u32,
+        interest: ioman::Interest,
+        mode: ioman_poll::Mode,
+    ) -> io::Result<()> {
+        take_fault(&self.fail_modify)?;
+        self.inner.modify(fd, key, interest, mode)
+    }
+    fn deregister(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.deregisters
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        take_fault(&self.fail_deregister)?;
+        if self
+            .lie_deregister
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        self.inner.deregister(fd)
+    }
+    fn poll(
+        &self,
+        events: &mut ioman_poll::Events,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let n = self.inner.poll(events, timeout)?;
+        self.polled
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+    fn capabilities(&self) -> ioman_poll::Capabilities {
+        self.inner.capabilities()
+    }
 }
