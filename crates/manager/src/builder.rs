@@ -119,6 +119,7 @@ impl<B: Backend + 'static> Builder<B> {
             caps: backend.capabilities(),
             backend,
             table: Table::new(),
+            sleep: crate::timeouts::Sleep::new(self.clock.now()),
             timers: Mutex::new(TimerQueue::with_clock(self.clock)),
             wakeup,
             shut_down: AtomicBool::new(false),
@@ -128,6 +129,7 @@ impl<B: Backend + 'static> Builder<B> {
             waiters: Default::default(),
             panic_hook: self.panic_hook,
             counters: Counters::default(),
+            calls: Default::default(),
         })
     }
 }

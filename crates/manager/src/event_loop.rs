@@ -12,7 +12,7 @@ use ioman_timers::TimerKey;
 
 use crate::panic::Origin;
 use crate::sync::{lock, AtomicU64, MutexGuard, Ordering};
-use crate::table::{mask, STRIPES};
+use crate::table::{mask, Follow, STRIPES};
 use crate::{
     shut_down, EventManager, FdCallback, FdKey, Lifetime, Stats, TimeoutCallback, TimeoutKey,
 };
@@ -40,6 +40,7 @@ pub(crate) struct Counters {
     fd_callbacks: AtomicU64,
     timeout_callbacks: AtomicU64,
     panics: AtomicU64,
+    pub(crate) polls: AtomicU64,
 }
 
 impl Counters {
@@ -49,7 +50,8 @@ impl Counters {
             fd_callbacks: self.fd_callbacks.load(Ordering::Relaxed),
             timeout_callbacks: self.timeout_callbacks.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
-            wakeups: 0,
+            polls: self.polls.load(Ordering::Relaxed),
+            ..Stats::default()
         }
     }
 
@@ -285,7 +287,7 @@ impl<B: Backend + 'static> EventManager<B> {
             let mut stripe = self.table.lock_index(i);
             for (fd, entry) in stripe.drain() {
                 if entry.kernel.is_some() {
-                    let _ = self.backend.deregister(fd);
+                    let _ = self.kernel().deregister(fd);
                 }
                 dropped.push((fd, entry));
             }
@@ -340,22 +342,15 @@ impl<B: Backend + 'static> EventManager<B> {
         self.running.load(Ordering::SeqCst) || self.loop_thread.load(Ordering::SeqCst) != 0
     }
 
-    /// One iteration: non-blocking poll, blocking poll only if nothing was ready, dispatch,
-    /// expire timeouts.
+    /// One iteration: one poll (blocking until the earliest timeout, at most `max_wait`),
+    /// dispatch, expire timeouts. An idle pass is one syscall.
     fn iterate(&self, ls: &mut LoopState<B>, max_wait: Option<Duration>) -> io::Result<usize> {
         bump(&self.counters.iterations);
-        let mut n = self.backend.poll(&mut ls.events, Some(Duration::ZERO))?;
-        if n == 0 {
-            let timeout = self.timer_timeout();
-            let wait = match (timeout, max_wait) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, None) => a,
-                (None, b) => b,
-            };
-            if wait != Some(Duration::ZERO) && !self.is_shut_down() {
-                n = self.backend.poll(&mut ls.events, wait)?;
-            }
-        }
+        let wait = self.prepare_wait(max_wait);
+        bump(&self.counters.polls);
+        let polled = self.backend.poll(&mut ls.events, wait);
+        self.sleep.awake();
+        let n = polled?;
         let mut ran = 0;
         if n > 0 {
             let wakeup_fd = self.wakeup.as_raw_fd();
@@ -368,11 +363,7 @@ impl<B: Backend + 'static> EventManager<B> {
                 }
             }
         }
-        {
-            let mut timers = lock(&self.timers);
-            let now = timers.now();
-            ls.due.extend(timers.expire(now));
-        }
+        self.expire_into(&mut ls.due);
         for (key, cb) in ls.due.drain(..) {
             bump(&self.counters.timeout_callbacks);
             let key = TimeoutKey {
@@ -385,15 +376,6 @@ impl<B: Backend + 'static> EventManager<B> {
         Ok(ran)
     }
 
-    /// How long the loop may block for its timeouts: `None` when there is none. A timeout
-    /// registered after this returns and earlier than what it returned wakes the loop (see
-    /// `register_timeout`), so the blocking poll that follows cannot miss it.
-    pub(crate) fn timer_timeout(&self) -> Option<Duration> {
-        let mut timers = lock(&self.timers);
-        let now = timers.now();
-        timers.timeout(now)
-    }
-
     /// Runs the callbacks one event wakes, each only if it is still registered when its
     /// turn comes (GHC's `onFdEvent` runs an fd's callbacks before looking at the next fd):
     /// a callback that unregisters or closes another takes effect before that one's turn.
@@ -403,7 +385,7 @@ impl<B: Backend + 'static> EventManager<B> {
         let mut stripe = self.table.lock(fd);
         let Some(entry) = stripe.get(fd) else {
             // Never registered through the table: nothing here wants it.
-            let _ = self.backend.deregister(fd);
+            let _ = self.kernel().deregister(fd);
             return 0;
         };
         if entry.gen != ev.key() {
@@ -416,7 +398,7 @@ impl<B: Backend + 'static> EventManager<B> {
             // removal was reported done), yet the kernel reported it: remove it again, under
             // the stripe lock so no new registration of the number can interleave (libuv
             // does the same in its poll loop). A level-triggered fd is never spun on.
-            let _ = self.backend.deregister(fd);
+            let _ = self.kernel().deregister(fd);
             return 0;
         };
         if kernel.mode == ioman_poll::Mode::Oneshot {
@@ -424,10 +406,11 @@ impl<B: Backend + 'static> EventManager<B> {
         }
         let woken = entry.woken(readiness);
         if woken.is_empty() {
-            // Nothing wants this readiness: the kernel watches more than the registrations
-            // ask for (a shrink that failed), or a one-shot fd must be re-armed for the
-            // registrations it did not wake. Bring the kernel in line so nothing spins.
-            let _ = entry.sync(fd, &self.backend, &self.caps, false);
+            // Nothing armed wants this readiness: the kernel watches more than is wanted
+            // (a fired `Rearmable` not re-armed yet: libev's lazy disarm; or a shrink that
+            // failed), or a one-shot fd must be re-armed for the registrations it did not
+            // wake. Bring the kernel in line, exactly, so nothing spins.
+            let _ = entry.sync(fd, &self.kernel(), Follow::Exact);
             return 0;
         }
         let gen = entry.gen;
@@ -446,14 +429,21 @@ impl<B: Backend + 'static> EventManager<B> {
                 continue; // unregistered by an earlier callback
             };
             let reg = &mut entry.regs[i];
+            if !reg.armed {
+                continue; // disarmed by an earlier callback
+            }
             let Some(cb) = reg.cb.take() else { continue };
             let delivered = mask(readiness, reg.interest);
             let oneshot = reg.lifetime == Lifetime::OneShot;
+            if reg.lifetime == Lifetime::Rearmable {
+                // Fired: it waits for `rearm`. The kernel keeps watching (lazily).
+                reg.armed = false;
+            }
             if oneshot {
                 entry.regs.remove(i);
                 // Re-arm for the registrations that stay, before the callback runs: a
                 // callback that registers again then costs its own single `MOD`, not two.
-                let _ = entry.sync(fd, &self.backend, &self.caps, false);
+                let _ = entry.sync(fd, &self.kernel(), Follow::Lazy);
             }
             drop(stripe);
             self.call_fd(self.fd_key(fd, id), cb, delivered, oneshot);
@@ -463,7 +453,7 @@ impl<B: Backend + 'static> EventManager<B> {
     }
 
     /// Runs a callback taken out of the table, then drops it (one-shot) or gives it back to
-    /// its registration (multi-shot).
+    /// its registration (multi-shot, rearmable).
     fn call_fd(&self, key: FdKey, mut cb: FdCallback<B>, r: Readiness, oneshot: bool) {
         bump(&self.counters.fd_callbacks);
         let ok = self.contain(Origin::FdCallback(key), || cb(self, key, r));
@@ -505,7 +495,7 @@ impl<B: Backend + 'static> EventManager<B> {
                 // It panicked: its registration is dropped.
                 if let Some(entry) = stripe.get(key.fd) {
                     entry.regs.remove(i);
-                    let _ = entry.sync(key.fd, &self.backend, &self.caps, false);
+                    let _ = entry.sync(key.fd, &self.kernel(), Follow::Exact);
                 }
                 drop(stripe);
                 self.drop_contained(Origin::FdCallbackDrop(key), cb);

@@ -125,12 +125,12 @@ mod panic;
 mod pool;
 mod sync;
 mod table;
+mod timeouts;
 mod wait;
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
 
 pub use builder::Builder;
 pub use event_loop::LoopHandle;
@@ -150,7 +150,7 @@ pub use ioman_wakeup as wakeup;
 use ioman_timers::{TimerKey, TimerQueue};
 use ioman_wakeup::Wakeup;
 use sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
-use table::{FdEntry, Reg, Table};
+use table::{FdEntry, Follow, Kernel, KernelCalls, Reg, Table};
 
 /// Anything that names an fd for registration: a [`RawFd`], a
 /// [`BorrowedFd`](std::os::fd::BorrowedFd), or a reference to anything [`AsFd`]
@@ -178,13 +178,24 @@ impl<T: AsFd + ?Sized> FdLike for &T {
     }
 }
 
-/// How long a fd registration lives (GHC's `Lifetime`).
+/// How long a fd registration lives (GHC's `Lifetime`, plus the re-armable one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Lifetime {
-    /// Removed after its callback fires once.
+    /// Fires once and is removed (GHC's `OneShot`, `threadWaitRead`). Registering again
+    /// costs one `EPOLL_CTL_MOD` (the Mio paper's cost).
     OneShot,
-    /// Stays until [`EventManager::unregister_fd`] or [`EventManager::close_fd`].
+    /// Fires at every loop iteration while the fd is ready; stays until
+    /// [`EventManager::unregister_fd`] or [`EventManager::close_fd`].
     MultiShot,
+    /// Fires once, then waits, disarmed but still registered with its callback, until
+    /// [`EventManager::rearm`]; stays until [`EventManager::unregister_fd`] or
+    /// [`EventManager::close_fd`]. GHC's one-shot meaning at no syscall per wait: the kernel
+    /// keeps a level-triggered registration, and a re-arm only flips a flag (when the fd
+    /// reports readiness nobody is armed for, the kernel registration is trimmed with one
+    /// call, libev's lazy disarm). A re-arm on an fd that is already ready fires at once.
+    /// This is the fast path for a connection that waits again and again.
+    Rearmable,
 }
 
 /// Names one fd registration; returned by [`EventManager::register_fd`] and passed to its
@@ -273,6 +284,14 @@ pub struct Stats {
     pub panics: u64,
     /// Wakeup syscalls made to interrupt the loop (coalesced wakes are not counted).
     pub wakeups: u64,
+    /// Backend `poll` calls (one per loop iteration).
+    pub polls: u64,
+    /// Backend `register` calls (`EPOLL_CTL_ADD`).
+    pub backend_registers: u64,
+    /// Backend `modify` calls (`EPOLL_CTL_MOD`: re-arming a one-shot, changing interest).
+    pub backend_modifies: u64,
+    /// Backend `deregister` calls (`EPOLL_CTL_DEL`).
+    pub backend_deregisters: u64,
 }
 
 /// A process-unique number per manager, carried by its keys.
@@ -292,6 +311,8 @@ pub struct EventManager<B: Backend + 'static = DefaultBackend> {
     caps: ioman_poll::Capabilities,
     table: Table<B>,
     timers: Mutex<TimerQueue<TimeoutCallback<B>, std::sync::Arc<dyn Clock>>>,
+    /// Until when the loop blocks in its poll: see `timeouts::Sleep`.
+    sleep: timeouts::Sleep,
     wakeup: Wakeup,
     /// The one shutdown flag: set once by [`shutdown`](Self::shutdown), read by everyone.
     shut_down: AtomicBool,
@@ -303,6 +324,7 @@ pub struct EventManager<B: Backend + 'static = DefaultBackend> {
     waiters: wait::Waiters,
     panic_hook: PanicHook,
     counters: event_loop::Counters,
+    calls: KernelCalls,
 }
 
 impl EventManager<DefaultBackend> {
@@ -353,7 +375,19 @@ impl<B: Backend + 'static> EventManager<B> {
     pub fn stats(&self) -> Stats {
         let mut s = self.counters.snapshot();
         s.wakeups = self.wakeup.syscalls();
+        s.backend_registers = self.calls.registers.load(Ordering::Relaxed);
+        s.backend_modifies = self.calls.modifies.load(Ordering::Relaxed);
+        s.backend_deregisters = self.calls.deregisters.load(Ordering::Relaxed);
         s
+    }
+
+    /// The backend, as the table calls it (counted).
+    pub(crate) fn kernel(&self) -> Kernel<'_, B> {
+        Kernel {
+            backend: &self.backend,
+            caps: &self.caps,
+            calls: &self.calls,
+        }
     }
 
     /// The clock the manager's timeouts run on.
@@ -369,8 +403,11 @@ impl<B: Backend + 'static> EventManager<B> {
         let _ = self.wakeup.wake();
     }
 
+    /// After a backend change: poll(2) sees it only at its next call, so a loop blocked in
+    /// it must be woken, unless the change was made on the loop thread itself (it polls
+    /// again after the callback). epoll and kqueue see it at once.
     fn wake_if_needed(&self) {
-        if !self.caps.live_modify {
+        if !self.caps.live_modify && !self.on_loop_thread() {
             self.wake();
         }
     }
@@ -464,13 +501,14 @@ impl<B: Backend + 'static> EventManager<B> {
             id,
             interest,
             lifetime,
+            armed: true,
             cb: Some(cb),
         };
         let result = match stripe.get(fd) {
             Some(entry) => {
                 entry.regs.push(reg);
                 entry
-                    .sync(fd, &self.backend, &self.caps, true)
+                    .sync(fd, &self.kernel(), Follow::Fresh)
                     .map_err(|e| (e, entry.regs.pop()))
             }
             None => {
@@ -478,7 +516,7 @@ impl<B: Backend + 'static> EventManager<B> {
                 // it, so an arbitrary number allocates nothing.
                 let mut entry = FdEntry::default();
                 entry.regs.push(reg);
-                match entry.sync(fd, &self.backend, &self.caps, true) {
+                match entry.sync(fd, &self.kernel(), Follow::Fresh) {
                     Ok(changed) => {
                         stripe.insert(fd, entry);
                         Ok(changed)
@@ -532,7 +570,7 @@ impl<B: Backend + 'static> EventManager<B> {
             return Ok(false);
         };
         let reg = entry.regs.remove(i);
-        let changed = match entry.sync(key.fd, &self.backend, &self.caps, false) {
+        let changed = match entry.sync(key.fd, &self.kernel(), Follow::Exact) {
             Ok(changed) => changed,
             Err(e) => {
                 entry.regs.insert(i, reg);
@@ -544,6 +582,50 @@ impl<B: Backend + 'static> EventManager<B> {
         if let Some(cb) = reg.cb {
             self.drop_contained(Origin::FdCallbackDrop(key), cb);
         }
+        if changed {
+            self.wake_if_needed();
+        }
+        Ok(true)
+    }
+
+    /// Arms a registration again with `interest`: a fired [`Lifetime::Rearmable`] waits for
+    /// its next readiness (and fires at once if the fd is ready already); a live one-shot or
+    /// multi-shot registration changes its interest. Callable from the registration's own
+    /// callback (the usual place: read until `WouldBlock`, then re-arm) or from any thread.
+    ///
+    /// Costs no syscall when the kernel already watches `interest` for the fd, which is the
+    /// steady state of a `Rearmable` registration; otherwise one `EPOLL_CTL_MOD` (or `ADD`
+    /// after the kernel registration was trimmed). With poll(2), a re-arm from another
+    /// thread that changed the backend wakes the loop.
+    ///
+    /// Returns `false` (and does nothing) when the key is unknown: unregistered, closed, a
+    /// one-shot that fired, or another manager's.
+    ///
+    /// # Errors
+    ///
+    /// When the backend refuses the change (`ENOMEM`, or `EBADF` for an fd closed behind
+    /// the manager's back): the registration stays as it was.
+    pub fn rearm(&self, key: FdKey, interest: Interest) -> io::Result<bool> {
+        if key.fd < 0 || key.manager != self.id {
+            return Ok(false);
+        }
+        let mut stripe = self.table.lock(key.fd);
+        let Some(entry) = stripe.get(key.fd) else {
+            return Ok(false);
+        };
+        let Some(i) = entry.regs.iter().position(|r| r.id == key.id) else {
+            return Ok(false);
+        };
+        let before = (entry.regs[i].interest, entry.regs[i].armed);
+        (entry.regs[i].interest, entry.regs[i].armed) = (interest, true);
+        let changed = match entry.sync(key.fd, &self.kernel(), Follow::Lazy) {
+            Ok(changed) => changed,
+            Err(e) => {
+                (entry.regs[i].interest, entry.regs[i].armed) = before;
+                return Err(e);
+            }
+        };
+        drop(stripe);
         if changed {
             self.wake_if_needed();
         }
@@ -576,7 +658,7 @@ impl<B: Backend + 'static> EventManager<B> {
             Some(entry) => {
                 if entry.kernel.take().is_some() {
                     // Best effort: whatever the kernel says, the close below removes it.
-                    let _ = self.backend.deregister(raw);
+                    let _ = self.kernel().deregister(raw);
                     deregistered = true;
                 }
                 // Events of the closed file still queued in the batch are stale from now on.
@@ -608,76 +690,6 @@ impl<B: Backend + 'static> EventManager<B> {
         Ok(told)
     }
 
-    /// Registers `callback` to run once on the loop thread after `after`.
-    ///
-    /// A zero duration fires on the next loop iteration; a duration too large for the clock
-    /// never fires (and never overflows). The loop is woken only when the new timeout is
-    /// earlier than every other.
-    ///
-    /// # Errors
-    ///
-    /// [`ShutDown`] after [`shutdown`](Self::shutdown).
-    pub fn register_timeout<F>(&self, after: Duration, callback: F) -> io::Result<TimeoutKey>
-    where
-        F: FnOnce(&EventManager<B>) + Send + 'static,
-    {
-        let mut timers = lock(&self.timers);
-        if let Err(e) = self.check_live() {
-            drop(timers);
-            self.drop_contained(Origin::Refused, callback);
-            return Err(e);
-        }
-        let before = timers.next_deadline();
-        let key = timers.register_after(after, Box::new(callback));
-        let wake = earlier(timers.deadline(key), before);
-        drop(timers);
-        if wake {
-            self.wake();
-        }
-        Ok(TimeoutKey {
-            manager: self.id,
-            key,
-        })
-    }
-
-    /// Moves a timeout to `after` from now, earlier or later. Returns `false` when the key is
-    /// unknown (fired, unregistered, or another manager's). Moving a timeout later is O(1)
-    /// and never wakes the loop; the loop is woken only when the new deadline is earlier than
-    /// every other.
-    pub fn update_timeout(&self, key: TimeoutKey, after: Duration) -> bool {
-        if key.manager != self.id {
-            return false;
-        }
-        let mut timers = lock(&self.timers);
-        let before = timers.next_deadline();
-        if !timers.update_after(key.key, after) {
-            return false;
-        }
-        let wake = earlier(timers.deadline(key.key), before);
-        drop(timers);
-        if wake {
-            self.wake();
-        }
-        true
-    }
-
-    /// Cancels a timeout. Returns `false` when the key is unknown (fired, unregistered, or
-    /// another manager's).
-    pub fn unregister_timeout(&self, key: TimeoutKey) -> bool {
-        if key.manager != self.id {
-            return false;
-        }
-        let cb = lock(&self.timers).cancel(key.key);
-        match cb {
-            Some(cb) => {
-                // Dropped outside the lock: it may own things whose drop calls the manager.
-                self.drop_contained(Origin::TimeoutDrop(key), cb);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// The number of live fd registrations and timeouts (for monitoring; takes every lock in
     /// turn, so it is not for hot paths).
     pub fn live(&self) -> (usize, usize) {
@@ -686,15 +698,6 @@ impl<B: Backend + 'static> EventManager<B> {
             fds += self.table.lock_index(i).live_regs();
         }
         (fds, lock(&self.timers).len())
-    }
-}
-
-/// Whether `new` is earlier than `before` (or the queue was empty, or all "never").
-fn earlier(new: Option<std::time::Instant>, before: Option<std::time::Instant>) -> bool {
-    match (new, before) {
-        (Some(n), Some(b)) => n < b,
-        (Some(_), None) => true,
-        (None, _) => false,
     }
 }
 

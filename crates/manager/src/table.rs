@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 
 use ioman_poll::{Backend, Capabilities, Interest, Mode, Readiness};
 
-use crate::sync::{lock, Mutex, MutexGuard};
+use crate::sync::{lock, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::{FdCallback, Lifetime};
 
 /// Number of lock stripes; a power of two, as in GHC (`callbackArraySize = 32`).
@@ -24,13 +24,15 @@ pub(crate) struct Reg<B: Backend + 'static> {
     pub(crate) id: u64,
     pub(crate) interest: Interest,
     pub(crate) lifetime: Lifetime,
-    /// `None` while a multi-shot callback is running on the loop thread.
+    /// Whether it waits for readiness: always, but for a fired `Rearmable` until `rearm`.
+    pub(crate) armed: bool,
+    /// `None` while a multi-shot or rearmable callback is running on the loop thread.
     pub(crate) cb: Option<FdCallback<B>>,
 }
 
 /// What the kernel has been told about an fd.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Kernel {
+pub(crate) struct Held {
     pub(crate) interest: Interest,
     pub(crate) mode: Mode,
     /// `false` once a one-shot registration has fired: still known to the kernel, disarmed.
@@ -43,7 +45,7 @@ pub(crate) struct FdEntry<B: Backend + 'static> {
     /// events from an earlier kernel registration of the same fd number are recognised as
     /// stale and dropped.
     pub(crate) gen: u32,
-    pub(crate) kernel: Option<Kernel>,
+    pub(crate) kernel: Option<Held>,
     pub(crate) regs: Vec<Reg<B>>,
 }
 
@@ -148,55 +150,96 @@ impl<B: Backend + 'static> Table<B> {
     }
 }
 
+/// The backend calls a manager makes, counted by kind (see [`Stats`](crate::Stats)).
+#[derive(Default)]
+pub(crate) struct KernelCalls {
+    pub(crate) registers: AtomicU64,
+    pub(crate) modifies: AtomicU64,
+    pub(crate) deregisters: AtomicU64,
+}
+
+/// What `sync` needs of the manager: the backend, its capabilities, the call counters.
+pub(crate) struct Kernel<'a, B> {
+    pub(crate) backend: &'a B,
+    pub(crate) caps: &'a Capabilities,
+    pub(crate) calls: &'a KernelCalls,
+}
+
+impl<B: Backend> Kernel<'_, B> {
+    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        self.calls.registers.fetch_add(1, Ordering::Relaxed);
+        self.backend.register(fd, key, interest, mode)
+    }
+
+    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+        self.calls.modifies.fetch_add(1, Ordering::Relaxed);
+        self.backend.modify(fd, key, interest, mode)
+    }
+
+    pub(crate) fn deregister(&self, fd: RawFd) -> io::Result<()> {
+        self.calls.deregisters.fetch_add(1, Ordering::Relaxed);
+        self.backend.deregister(fd)
+    }
+}
+
+/// How closely [`FdEntry::sync`] makes the kernel follow the registrations.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Follow {
+    /// A registration was just added: always tell the kernel (exactly what is wanted),
+    /// even when the interest it holds already covers it: after a plain `close()` and a
+    /// reuse of the number, the kernel no longer watches the new file, and only a syscall
+    /// finds that out.
+    Fresh,
+    /// Only make sure the kernel watches at least what the armed registrations want; a
+    /// level-triggered kernel registration may keep watching more (the lazy disarm of
+    /// libev: a re-arm then costs no syscall). Used after an event fired and by `rearm`.
+    Lazy,
+    /// Make the kernel watch exactly what is wanted: after an unregister (so a plain
+    /// `close()` afterwards leaves nothing behind) and when an event arrived that no armed
+    /// registration wants (so a level-triggered fd is never spun on).
+    Exact,
+}
+
 impl<B: Backend + 'static> FdEntry<B> {
-    /// What the kernel should be told, given the live registrations: the union of their
-    /// interests, one-shot only if every registration is one-shot (GHC's `EventLifetime`
-    /// supremum) and the backend supports it.
+    /// What the kernel should be told, given the live registrations: the union of the armed
+    /// ones' interests (a fired `Rearmable` waits for its `rearm`), one-shot only if every
+    /// registration is one-shot (GHC's `EventLifetime` supremum) and the backend supports
+    /// it. `None` when nothing is armed.
     fn desired(&self, caps: &Capabilities) -> Option<(Interest, Mode)> {
-        let mut it = self.regs.iter();
-        let first = it.next()?;
-        let mut interest = first.interest;
-        let mut oneshot = first.lifetime == Lifetime::OneShot;
-        for r in it {
-            interest |= r.interest;
+        let mut interest: Option<Interest> = None;
+        let mut oneshot = true;
+        for r in &self.regs {
             oneshot &= r.lifetime == Lifetime::OneShot;
+            if r.armed {
+                interest = Some(interest.map_or(r.interest, |i| i | r.interest));
+            }
         }
         let mode = if oneshot && caps.oneshot {
             Mode::Oneshot
         } else {
             Mode::Level
         };
-        Some((interest, mode))
+        interest.map(|i| (i, mode))
     }
 
-    /// Brings the kernel in line with the registrations, with the fewest syscalls: none when
-    /// nothing changed, one `MOD` to re-arm a one-shot, `ADD` only when the kernel does not
-    /// know the fd (or a `MOD` finds it absent). An fd left without registrations stays in the
-    /// kernel if it is one-shot (it is disarmed or will disarm itself after one event, and
-    /// re-arming later is a single `MOD`) and is removed if it is level-triggered.
-    ///
-    /// `fresh`: a registration was just added. The kernel is then always told (a `MOD`,
-    /// which finds the fd absent if its number now names another file), even when the
-    /// interest it holds already covers the registration: after a plain `close()` and a
-    /// reuse of the number, the kernel no longer watches the new file, and only a syscall
-    /// finds that out.
+    /// Brings the kernel in line with the registrations, as closely as `how` says, with the
+    /// fewest syscalls: none when nothing changed, one `MOD` to re-arm a one-shot or change
+    /// the interest, `ADD` only when the kernel does not know the fd (or a `MOD` finds it
+    /// absent). An fd left without armed registrations stays in the kernel if it is
+    /// one-shot (it is disarmed or disarms itself after one event, and re-arming later is a
+    /// single `MOD`), stays there under `Follow::Lazy`, and is removed otherwise.
     ///
     /// Returns whether a backend call was made. On error the kernel and the table are as
     /// before.
-    pub(crate) fn sync(
-        &mut self,
-        fd: RawFd,
-        backend: &B,
-        caps: &Capabilities,
-        fresh: bool,
-    ) -> io::Result<bool> {
-        match (self.kernel, self.desired(caps)) {
-            (None, None) => Ok(false),
-            (Some(k), None) => {
-                if k.mode == Mode::Oneshot {
+    pub(crate) fn sync(&mut self, fd: RawFd, k: &Kernel<'_, B>, how: Follow) -> io::Result<bool> {
+        let want = self.desired(k.caps);
+        let (interest, mode) = match (self.kernel, want) {
+            (None, None) => return Ok(false),
+            (Some(held), None) => {
+                if held.mode == Mode::Oneshot || how == Follow::Lazy {
                     return Ok(false);
                 }
-                match backend.deregister(fd) {
+                match k.deregister(fd) {
                     // The fd may already be closed (the user closed it without `close_fd`):
                     // the kernel forgot it then, which is exactly what we wanted.
                     Ok(()) => {}
@@ -204,38 +247,50 @@ impl<B: Backend + 'static> FdEntry<B> {
                     Err(e) => return Err(e),
                 }
                 self.kernel = None;
-                Ok(true)
-            }
-            (Some(k), Some((interest, mode))) => {
-                if !fresh && k.armed && k.interest == interest && k.mode == mode {
-                    return Ok(false);
-                }
-                match backend.modify(fd, self.gen, interest, mode) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        // The fd was closed behind our back and its number reused: the kernel
-                        // does not know this one yet.
-                        self.add(fd, backend, interest, mode)?;
-                    }
-                    Err(e) => return Err(e),
-                }
-                self.kernel = Some(Kernel {
-                    interest,
-                    mode,
-                    armed: true,
-                });
-                Ok(true)
+                return Ok(true);
             }
             (None, Some((interest, mode))) => {
-                self.add(fd, backend, interest, mode)?;
-                self.kernel = Some(Kernel {
+                self.add(fd, k, interest, mode)?;
+                self.kernel = Some(Held {
                     interest,
                     mode,
                     armed: true,
                 });
-                Ok(true)
+                return Ok(true);
             }
+            (Some(held), Some((interest, mode))) => {
+                let same_mode = held.armed && held.mode == mode;
+                match how {
+                    Follow::Fresh => (interest, mode),
+                    Follow::Exact if same_mode && held.interest == interest => return Ok(false),
+                    Follow::Exact => (interest, mode),
+                    Follow::Lazy if same_mode && covers(held.interest, interest) => {
+                        return Ok(false)
+                    }
+                    // Growing a level registration: keep what it watched, so flipping
+                    // between interests does not cost a syscall each way.
+                    Follow::Lazy if mode == Mode::Level && held.mode == Mode::Level => {
+                        (held.interest | interest, mode)
+                    }
+                    Follow::Lazy => (interest, mode),
+                }
+            }
+        };
+        match k.modify(fd, self.gen, interest, mode) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The fd was closed behind our back and its number reused: the kernel does
+                // not know this one yet.
+                self.add(fd, k, interest, mode)?;
+            }
+            Err(e) => return Err(e),
         }
+        self.kernel = Some(Held {
+            interest,
+            mode,
+            armed: true,
+        });
+        Ok(true)
     }
 
     /// `ADD` under a new generation. The kernel set holds only what this table added and
@@ -244,12 +299,18 @@ impl<B: Backend + 'static> FdEntry<B> {
     /// same file under the same number that the table lost track of (its fd was closed
     /// while a `dup` kept the file open, then the `dup` was moved back onto the number):
     /// take it over with a `MOD`.
-    fn add(&mut self, fd: RawFd, backend: &B, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn add(
+        &mut self,
+        fd: RawFd,
+        k: &Kernel<'_, B>,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
         let gen = self.gen.wrapping_add(1);
-        match backend.register(fd, gen, interest, mode) {
+        match k.register(fd, gen, interest, mode) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                backend.modify(fd, gen, interest, mode)?
+                k.modify(fd, gen, interest, mode)?
             }
             Err(e) => return Err(e),
         }
@@ -257,14 +318,20 @@ impl<B: Backend + 'static> FdEntry<B> {
         Ok(())
     }
 
-    /// The ids of the registrations `readiness` wakes, in registration order.
+    /// The ids of the registrations `readiness` wakes (armed, not running, and asking for
+    /// it), in registration order.
     pub(crate) fn woken(&self, readiness: Readiness) -> smallvec::SmallVec<[u64; 4]> {
         self.regs
             .iter()
-            .filter(|r| r.cb.is_some() && readiness.satisfies(r.interest))
+            .filter(|r| r.armed && r.cb.is_some() && readiness.satisfies(r.interest))
             .map(|r| r.id)
             .collect()
     }
+}
+
+/// Whether interest `a` includes all of `b`.
+fn covers(a: Interest, b: Interest) -> bool {
+    a | b == a
 }
 
 /// What a registration is told: the readiness it asked for, plus error, hang-up and close,

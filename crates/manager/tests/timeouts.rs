@@ -95,26 +95,36 @@ fn zero_and_huge<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Resul
     Ok(())
 }
 
-/// The loop is woken only when a change moves the earliest deadline earlier.
+/// The loop is woken only by a deadline earlier than the one it blocks until: a later
+/// timeout, moving one later, or cancelling never wakes it; nor does anything while it is
+/// awake (it looks at the queue before blocking again).
 fn wake_only_when_earlier<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
     let (m, _clock) = util::manual(make)?;
     let wakes = |m: &EventManager<B>| m.stats().wakeups;
+    // Awake (nobody in the loop): nothing wakes.
     let first = m.register_timeout(Duration::from_secs(10), |_| {})?;
-    step(&m)?; // drain that wake
-    let w = wakes(&m);
+    assert!(m.update_timeout(first, Duration::from_secs(5)));
+    assert_eq!(wakes(&m), 0, "nobody blocks: nothing to wake");
+    let m = std::sync::Arc::new(m);
+    let h = m.spawn()?;
+    // Blocked until the 5 s timeout (on the manual clock, which does not move).
+    let blocked = |m: &EventManager<B>, polls: u64| util::wait_until(|| m.stats().polls == polls);
+    blocked(&m, 1);
     let later = m.register_timeout(Duration::from_secs(20), |_| {})?;
-    assert_eq!(wakes(&m), w, "a later timeout does not wake");
     assert!(m.update_timeout(later, Duration::from_secs(30)));
     assert!(m.update_timeout(first, Duration::from_secs(15)));
     assert!(m.unregister_timeout(later));
-    assert_eq!(wakes(&m), w, "moving later or cancelling does not wake");
+    assert_eq!(wakes(&m), 0, "later, moved later or cancelled: no wake");
+    let w = wakes(&m);
     m.register_timeout(Duration::from_secs(1), |_| {})?;
     assert_eq!(wakes(&m), w + 1, "an earlier timeout wakes");
-    step(&m)?;
+    blocked(&m, 2); // woke, and blocks again until the 1 s timeout
     let w = wakes(&m);
     assert!(m.update_timeout(first, Duration::from_millis(1)));
     assert_eq!(wakes(&m), w + 1, "moving to the front wakes");
-    Ok(())
+    blocked(&m, 3);
+    m.shutdown();
+    h.join()
 }
 
 /// A timeout callback may register and cancel timeouts and fd callbacks.

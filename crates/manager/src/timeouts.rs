@@ -1,0 +1,210 @@
+//! Timeouts: registration from any thread, and the loop's side (how long to block, what
+//! is due). The loop is woken only by a new deadline earlier than the one it blocks until.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use ioman_poll::Backend;
+
+use crate::panic::Origin;
+use crate::sync::{lock, AtomicU64, Ordering};
+use crate::{EventManager, TimeoutKey};
+
+/// Until when the loop blocks in its poll, in nanoseconds since the manager's epoch, plus
+/// one: 0 while it is awake (it will look at the timer queue before it blocks again),
+/// `u64::MAX` while it blocks with no deadline.
+///
+/// Written by the loop under the timer lock before it blocks, and reset to 0 (without the
+/// lock) once its poll returned; read by registrations under the timer lock. A registration
+/// that reads a stale "blocked until" wakes the loop for nothing; one that reads 0 inserted
+/// its timer before the loop's next look at the queue, which takes the same lock. So a
+/// deadline earlier than the loop's wake-up always wakes it, and moving a deadline later
+/// never does.
+pub(crate) struct Sleep {
+    epoch: Instant,
+    until: AtomicU64,
+}
+
+const AWAKE: u64 = 0;
+const FOREVER: u64 = u64::MAX;
+
+impl Sleep {
+    pub(crate) fn new(epoch: Instant) -> Sleep {
+        Sleep {
+            epoch,
+            until: AtomicU64::new(AWAKE),
+        }
+    }
+
+    fn encode(&self, t: Instant) -> u64 {
+        let ns = t.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(ns).map_or(FOREVER - 1, |ns| ns.saturating_add(1).min(FOREVER - 1))
+    }
+
+    /// Whether a timer due at `deadline` must wake the loop. Call under the timer lock.
+    fn wakes(&self, deadline: Option<Instant>) -> bool {
+        match deadline {
+            None => false,
+            Some(d) => self.encode(d) < self.until.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The loop is about to block for `wait` from `now`. Call under the timer lock.
+    fn block(&self, now: Instant, wait: Option<Duration>) {
+        let v = match wait.and_then(|w| now.checked_add(w)) {
+            None => FOREVER,
+            Some(_) if wait == Some(Duration::ZERO) => AWAKE,
+            Some(t) => self.encode(t),
+        };
+        self.until.store(v, Ordering::SeqCst);
+    }
+
+    /// The loop's poll returned.
+    pub(crate) fn awake(&self) {
+        self.until.store(AWAKE, Ordering::SeqCst);
+    }
+}
+
+impl<B: Backend + 'static> EventManager<B> {
+    /// Registers `callback` to run once on the loop thread after `after` (GHC's
+    /// `registerTimeout`).
+    ///
+    /// A zero duration fires on the next loop iteration; a duration too large for the clock
+    /// never fires (and never overflows). The loop is woken only when the new timeout is
+    /// earlier than the one it is blocked until.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutDown`](crate::ShutDown) after [`shutdown`](Self::shutdown).
+    pub fn register_timeout<F>(&self, after: Duration, callback: F) -> io::Result<TimeoutKey>
+    where
+        F: FnOnce(&EventManager<B>) + Send + 'static,
+    {
+        let at = self.now().checked_add(after);
+        self.register_timeout_inner(at, Box::new(callback))
+    }
+
+    /// Registers `callback` to run once on the loop thread at `deadline` on the manager's
+    /// clock (a deadline in the past fires on the next iteration). A chain of timeouts that
+    /// re-registers itself at `previous deadline + period` does not drift, as one of
+    /// relative timeouts does.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutDown`](crate::ShutDown) after [`shutdown`](Self::shutdown).
+    pub fn register_timeout_at<F>(&self, deadline: Instant, callback: F) -> io::Result<TimeoutKey>
+    where
+        F: FnOnce(&EventManager<B>) + Send + 'static,
+    {
+        self.register_timeout_inner(Some(deadline), Box::new(callback))
+    }
+
+    /// `None`: never fires.
+    fn register_timeout_inner(
+        &self,
+        deadline: Option<Instant>,
+        callback: crate::TimeoutCallback<B>,
+    ) -> io::Result<TimeoutKey> {
+        let mut timers = lock(&self.timers);
+        if let Err(e) = self.check_live() {
+            drop(timers);
+            self.drop_contained(Origin::Refused, callback);
+            return Err(e);
+        }
+        let key = match deadline {
+            Some(d) => timers.register(d, callback),
+            None => timers.register_after(Duration::MAX, callback),
+        };
+        let wake = self.sleep.wakes(deadline);
+        drop(timers);
+        if wake {
+            self.wake();
+        }
+        Ok(TimeoutKey {
+            manager: self.id,
+            key,
+        })
+    }
+
+    /// Moves a timeout to `after` from now, earlier or later. Returns `false` when the key is
+    /// unknown (fired, unregistered, or another manager's). Moving a timeout later is O(1)
+    /// and never wakes the loop; the loop is woken only when the new deadline is earlier than
+    /// the one it is blocked until.
+    pub fn update_timeout(&self, key: TimeoutKey, after: Duration) -> bool {
+        self.update_timeout_inner(key, self.now().checked_add(after))
+    }
+
+    /// Moves a timeout to `deadline` on the manager's clock; as
+    /// [`update_timeout`](Self::update_timeout).
+    pub fn update_timeout_at(&self, key: TimeoutKey, deadline: Instant) -> bool {
+        self.update_timeout_inner(key, Some(deadline))
+    }
+
+    fn update_timeout_inner(&self, key: TimeoutKey, deadline: Option<Instant>) -> bool {
+        if key.manager != self.id {
+            return false;
+        }
+        let mut timers = lock(&self.timers);
+        let updated = match deadline {
+            Some(d) => timers.update(key.key, d),
+            None => timers.update_after(key.key, Duration::MAX),
+        };
+        if !updated {
+            return false;
+        }
+        let wake = self.sleep.wakes(deadline);
+        drop(timers);
+        if wake {
+            self.wake();
+        }
+        true
+    }
+
+    /// Cancels a timeout. Returns `false` when the key is unknown (fired, unregistered, or
+    /// another manager's).
+    pub fn unregister_timeout(&self, key: TimeoutKey) -> bool {
+        if key.manager != self.id {
+            return false;
+        }
+        let cb = lock(&self.timers).cancel(key.key);
+        match cb {
+            Some(cb) => {
+                // Dropped outside the lock: it may own things whose drop calls the manager.
+                self.drop_contained(Origin::TimeoutDrop(key), cb);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How long the loop may block: until the earliest timeout, at most `max_wait` (`None`:
+    /// no limit), zero when shut down. Records it (see [`Sleep`]), so a timeout registered
+    /// after this and earlier than what it returned wakes the loop: the blocking poll that
+    /// follows cannot miss it.
+    pub(crate) fn prepare_wait(&self, max_wait: Option<Duration>) -> Option<Duration> {
+        let mut timers = lock(&self.timers);
+        let now = timers.now();
+        let wait = match (timers.timeout(now), max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        let wait = if self.is_shut_down() {
+            Some(Duration::ZERO)
+        } else {
+            wait
+        };
+        self.sleep.block(now, wait);
+        wait
+    }
+
+    /// Takes the due timeouts out of the queue, to run outside the lock.
+    pub(crate) fn expire_into(
+        &self,
+        due: &mut Vec<(ioman_timers::TimerKey, crate::TimeoutCallback<B>)>,
+    ) {
+        let mut timers = lock(&self.timers);
+        let now = timers.now();
+        due.extend(timers.expire(now));
+    }
+}
