@@ -7,14 +7,14 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ioman_poll::{Backend, DefaultBackend, Interest, Readiness};
 use ioman_timers::{Clock, MonotonicClock};
 
 use crate::event_loop::LoopHandle;
 use crate::sync::{lock, Mutex};
-use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
+use crate::{Builder, Delay, EventManager, FdKey, Lifetime, PanicHook, Stats, TimeoutKey};
 
 /// N event managers, one loop thread each (GHC's one manager per capability, after the Mio
 /// paper).
@@ -34,6 +34,11 @@ use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
 /// move later / move earlier / cancel): 44.7 ns per operation with a queue per thread against
 /// 233 ns with one shared queue, on a 2-core machine.
 ///
+/// **Handles.** A `Pool` is cheap to clone (an `Arc` inside): clones share the managers, so
+/// an accept callback can keep one to hand new connections to their owners. The last clone
+/// dropped shuts the pool down and joins its threads (a clone held by one of the pool's own
+/// callbacks keeps it alive until [`shutdown`](Pool::shutdown)).
+///
 /// Threads are named `ioman-loop-<i>` and not pinned by the pool itself (that needs
 /// `sched_setaffinity`, outside this crate's `forbid(unsafe_code)`): pass
 /// [`PoolBuilder::on_loop_start`] a function that pins the calling thread to core `i`.
@@ -46,7 +51,7 @@ use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
 /// use std::os::fd::AsRawFd;
 /// use std::os::unix::net::UnixStream;
 /// use std::sync::mpsc;
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 ///
 /// let pool = Pool::new(2)?;
 /// let (mut a, b) = UnixStream::pair()?;
@@ -61,8 +66,21 @@ use crate::{Builder, EventManager, FdKey, Lifetime, PanicHook};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Pool<B: Backend + 'static = DefaultBackend> {
+    inner: Arc<Inner<B>>,
+}
+
+struct Inner<B: Backend + 'static> {
     managers: Vec<Arc<EventManager<B>>>,
+    /// Each loop's owner: dropping them (with the last clone) shuts down and joins.
     handles: Mutex<Vec<LoopHandle>>,
+}
+
+impl<B: Backend + 'static> Clone for Pool<B> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 /// Builds a [`Pool`]; see [`Pool::builder`].
@@ -156,10 +174,12 @@ impl<B: Backend + 'static> PoolBuilder<B> {
             managers.push(Arc::new(b.build()?));
         }
         let pool = Pool {
-            managers,
-            handles: Mutex::new(Vec::new()),
+            inner: Arc::new(Inner {
+                managers,
+                handles: Mutex::new(Vec::new()),
+            }),
         };
-        for (i, m) in pool.managers.iter().enumerate() {
+        for (i, m) in pool.inner.managers.iter().enumerate() {
             let hook = self.on_loop_start.clone();
             let started = m.spawn_with(format!("ioman-loop-{i}"), move || {
                 if let Some(h) = hook {
@@ -167,7 +187,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
                 }
             });
             match started {
-                Ok(h) => lock(&pool.handles).push(h),
+                Ok(h) => lock(&pool.inner.handles).push(h),
                 Err(e) => {
                     pool.shutdown();
                     let _ = pool.join();
@@ -182,7 +202,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
 impl<B: Backend + 'static> Pool<B> {
     /// The number of managers.
     pub fn len(&self) -> usize {
-        self.managers.len()
+        self.inner.managers.len()
     }
 
     /// Always `false`: a pool has at least one manager.
@@ -192,23 +212,32 @@ impl<B: Backend + 'static> Pool<B> {
 
     /// The managers, in order.
     pub fn managers(&self) -> &[Arc<EventManager<B>>] {
-        &self.managers
+        &self.inner.managers
     }
 
-    /// The manager that owns `fd`: number `fd % len()`.
+    /// The manager that owns `fd`: number `fd % len()`. Register a new connection there
+    /// (or through [`register_fd`](Self::register_fd), which does it for you).
     pub fn manager_for(&self, fd: impl FdLike) -> &Arc<EventManager<B>> {
         let fd = fd.fd_number();
-        &self.managers[fd.rem_euclid(self.managers.len() as RawFd) as usize]
+        let n = self.inner.managers.len() as RawFd;
+        &self.inner.managers[fd.rem_euclid(n) as usize]
     }
 
     /// The manager whose loop runs on the calling thread, or, on any other thread, one
-    /// chosen by the thread's identity (so one thread keeps using one manager).
+    /// chosen by the thread's identity (so one thread keeps using one manager). Timeouts
+    /// and sleeps of the pool go there.
     pub fn current(&self) -> &Arc<EventManager<B>> {
-        if let Some(m) = self.managers.iter().find(|m| m.on_loop_thread()) {
+        let managers = &self.inner.managers;
+        if let Some(m) = managers.iter().find(|m| m.on_loop_thread()) {
             return m;
         }
         let id = crate::event_loop::thread_id() as usize;
-        &self.managers[id % self.managers.len()]
+        &managers[id % managers.len()]
+    }
+
+    /// The manager that made `key`, if it is one of this pool's.
+    fn owner_of(&self, key: TimeoutKey) -> Option<&Arc<EventManager<B>>> {
+        self.inner.managers.iter().find(|m| m.id == key.manager)
     }
 
     /// [`EventManager::register_fd`] on the fd's manager.
@@ -240,6 +269,15 @@ impl<B: Backend + 'static> Pool<B> {
         self.manager_for(key.fd()).unregister_fd(key)
     }
 
+    /// [`EventManager::rearm`] on the key's manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::rearm`].
+    pub fn rearm(&self, key: FdKey, interest: Interest) -> io::Result<bool> {
+        self.manager_for(key.fd()).rearm(key, interest)
+    }
+
     /// [`EventManager::close_fd`] on the fd's manager; safe from any thread.
     ///
     /// # Errors
@@ -249,6 +287,67 @@ impl<B: Backend + 'static> Pool<B> {
         let fd: OwnedFd = fd.into();
         let m = Arc::clone(self.manager_for(fd.as_raw_fd()));
         m.close_fd(fd)
+    }
+
+    /// [`EventManager::register_timeout`] on the [`current`](Self::current) manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::register_timeout`].
+    pub fn register_timeout<F>(&self, after: Duration, callback: F) -> io::Result<TimeoutKey>
+    where
+        F: FnOnce(&EventManager<B>) + Send + 'static,
+    {
+        self.current().register_timeout(after, callback)
+    }
+
+    /// [`EventManager::register_timeout_at`] on the [`current`](Self::current) manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::register_timeout_at`].
+    pub fn register_timeout_at<F>(&self, deadline: Instant, callback: F) -> io::Result<TimeoutKey>
+    where
+        F: FnOnce(&EventManager<B>) + Send + 'static,
+    {
+        self.current().register_timeout_at(deadline, callback)
+    }
+
+    /// [`EventManager::update_timeout`] on the manager that made the key; `false` for a key
+    /// of no manager of this pool.
+    pub fn update_timeout(&self, key: TimeoutKey, after: Duration) -> bool {
+        self.owner_of(key)
+            .is_some_and(|m| m.update_timeout(key, after))
+    }
+
+    /// [`EventManager::update_timeout_at`] on the manager that made the key.
+    pub fn update_timeout_at(&self, key: TimeoutKey, deadline: Instant) -> bool {
+        self.owner_of(key)
+            .is_some_and(|m| m.update_timeout_at(key, deadline))
+    }
+
+    /// [`EventManager::unregister_timeout`] on the manager that made the key.
+    pub fn unregister_timeout(&self, key: TimeoutKey) -> bool {
+        self.owner_of(key)
+            .is_some_and(|m| m.unregister_timeout(key))
+    }
+
+    /// [`EventManager::sleep`] on the [`current`](Self::current) manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::sleep`].
+    pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        self.current().sleep(duration)
+    }
+
+    /// [`EventManager::delay`] on the [`current`](Self::current) manager.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventManager::delay`].
+    pub fn delay(&self, duration: Duration) -> io::Result<Delay> {
+        self.current().delay(duration)
     }
 
     /// [`EventManager::wait_readable`] on the fd's manager.
@@ -279,10 +378,28 @@ impl<B: Backend + 'static> Pool<B> {
         self.manager_for(fd).wait_writable(fd, timeout)
     }
 
+    /// What every manager did, summed.
+    pub fn stats(&self) -> Stats {
+        self.inner.managers.iter().fold(Stats::default(), |a, m| {
+            let s = m.stats();
+            Stats {
+                iterations: a.iterations + s.iterations,
+                fd_callbacks: a.fd_callbacks + s.fd_callbacks,
+                timeout_callbacks: a.timeout_callbacks + s.timeout_callbacks,
+                panics: a.panics + s.panics,
+                wakeups: a.wakeups + s.wakeups,
+                polls: a.polls + s.polls,
+                backend_registers: a.backend_registers + s.backend_registers,
+                backend_modifies: a.backend_modifies + s.backend_modifies,
+                backend_deregisters: a.backend_deregisters + s.backend_deregisters,
+            }
+        })
+    }
+
     /// Shuts every manager down (see [`EventManager::shutdown`]): all loops stop, every waiter
     /// is released with [`ShutDown`](crate::ShutDown).
     pub fn shutdown(&self) {
-        for m in &self.managers {
+        for m in &self.inner.managers {
             m.shutdown();
         }
     }
@@ -291,9 +408,10 @@ impl<B: Backend + 'static> Pool<B> {
     ///
     /// # Errors
     ///
-    /// The first loop error.
+    /// The first loop error; [`Deadlock`](io::ErrorKind::Deadlock) when called on one of
+    /// the pool's loop threads.
     pub fn join(&self) -> io::Result<()> {
-        let handles = std::mem::take(&mut *lock(&self.handles));
+        let handles = std::mem::take(&mut *lock(&self.inner.handles));
         let mut result = Ok(());
         for h in handles {
             if let Err(e) = h.join() {
@@ -306,17 +424,21 @@ impl<B: Backend + 'static> Pool<B> {
     }
 }
 
-impl<B: Backend + 'static> Drop for Pool<B> {
+impl<B: Backend + 'static> Drop for Inner<B> {
     fn drop(&mut self) {
-        self.shutdown();
-        let _ = self.join();
+        for m in &self.managers {
+            m.shutdown();
+        }
+        // Dropping the handles joins the loop threads (except the calling one's, if the last
+        // clone goes away inside one of the pool's callbacks).
+        lock(&self.handles).clear();
     }
 }
 
 impl<B: Backend + 'static> fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("managers", &self.managers)
+            .field("managers", &self.inner.managers)
             .finish()
     }
 }

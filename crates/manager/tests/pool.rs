@@ -97,3 +97,52 @@ fn on_loop_start_runs_on_each_loop_thread() -> io::Result<()> {
     pool.shutdown();
     pool.join()
 }
+
+/// A pool is a cheap handle: clones share the managers, timeouts go to the current manager
+/// and are updated and cancelled through the key's own manager; the last clone dropped
+/// stops every loop.
+#[test]
+fn clones_timeouts_and_last_drop() -> io::Result<()> {
+    let pool = Pool::new(2)?;
+    let clone = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let t = clone.register_timeout(Duration::from_secs(3600), move |_| {
+        tx.send("moved").unwrap();
+    })?;
+    assert!(
+        pool.update_timeout(t, Duration::ZERO),
+        "the key's manager moves it"
+    );
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "moved");
+    let t = pool.register_timeout_at(
+        std::time::Instant::now() + Duration::from_secs(3600),
+        move |_| {
+            tx2.send("never").unwrap();
+        },
+    )?;
+    assert!(clone.unregister_timeout(t));
+    assert!(!pool.unregister_timeout(t));
+    let other = Pool::new(1)?;
+    let foreign = other.register_timeout(Duration::from_secs(3600), |_| {})?;
+    assert!(
+        !pool.update_timeout(foreign, Duration::ZERO),
+        "another pool's key"
+    );
+    assert!(!pool.unregister_timeout(foreign));
+    pool.sleep(Duration::from_millis(1))?;
+    // The moved timeout, and maybe the sleep's (it may end by itself first).
+    assert!(pool.stats().timeout_callbacks >= 1);
+    let managers: Vec<_> = pool.managers().to_vec();
+    drop(pool);
+    assert!(
+        managers.iter().all(|m| m.state() == ioman::State::Running),
+        "a clone lives"
+    );
+    drop(clone);
+    assert!(
+        managers.iter().all(|m| m.state() == ioman::State::Finished),
+        "the last clone stopped and joined every loop"
+    );
+    Ok(())
+}
