@@ -101,27 +101,27 @@ fn zero_and_huge<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Resul
 fn wake_only_when_earlier<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
     let (m, _clock) = util::manual(make)?;
     let wakes = |m: &EventManager<B>| m.stats().wakeups;
-    // Awake (nobody in the loop): nothing wakes.
-    let first = m.register_timeout(Duration::from_secs(10), |_| {})?;
-    assert!(m.update_timeout(first, Duration::from_secs(5)));
+    // Awake (nobody in the loop): nothing wakes. Deadlines are hours away on a clock that
+    // does not move, so the loop blocks (for real) until woken.
+    let hour = Duration::from_secs(3600);
+    let first = m.register_timeout(hour * 2, |_| {})?;
+    assert!(m.update_timeout(first, hour));
     assert_eq!(wakes(&m), 0, "nobody blocks: nothing to wake");
     let m = std::sync::Arc::new(m);
     let h = m.spawn()?;
-    // Blocked until the 5 s timeout (on the manual clock, which does not move).
+    // Blocked until the first timeout.
     let blocked = |m: &EventManager<B>, polls: u64| util::wait_until(|| m.stats().polls == polls);
     blocked(&m, 1);
-    let later = m.register_timeout(Duration::from_secs(20), |_| {})?;
-    assert!(m.update_timeout(later, Duration::from_secs(30)));
-    assert!(m.update_timeout(first, Duration::from_secs(15)));
+    let later = m.register_timeout(hour * 3, |_| {})?;
+    assert!(m.update_timeout(later, hour * 4));
+    assert!(m.update_timeout(first, hour + Duration::from_secs(1)));
     assert!(m.unregister_timeout(later));
     assert_eq!(wakes(&m), 0, "later, moved later or cancelled: no wake");
-    let w = wakes(&m);
-    m.register_timeout(Duration::from_secs(1), |_| {})?;
-    assert_eq!(wakes(&m), w + 1, "an earlier timeout wakes");
-    blocked(&m, 2); // woke, and blocks again until the 1 s timeout
-    let w = wakes(&m);
-    assert!(m.update_timeout(first, Duration::from_millis(1)));
-    assert_eq!(wakes(&m), w + 1, "moving to the front wakes");
+    m.register_timeout(hour / 2, |_| {})?;
+    assert_eq!(wakes(&m), 1, "an earlier timeout wakes");
+    blocked(&m, 2); // woke, and blocks again until the new earliest
+    assert!(m.update_timeout(first, Duration::from_secs(60)));
+    assert_eq!(wakes(&m), 2, "moving to the front wakes");
     blocked(&m, 3);
     m.shutdown();
     h.join()
