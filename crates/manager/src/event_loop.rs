@@ -273,6 +273,7 @@ impl<B: Backend + 'static> EventManager<B> {
     /// including a callback.
     pub fn shutdown(&self) {
         if !self.shut_down.swap(true, Ordering::SeqCst) {
+            crate::trace::event!(DEBUG, "shutdown", manager = self.id);
             self.wake();
         }
         self.release_all();
@@ -385,10 +386,18 @@ impl<B: Backend + 'static> EventManager<B> {
         let mut stripe = self.table.lock(fd);
         let Some(entry) = stripe.get(fd) else {
             // Never registered through the table: nothing here wants it.
-            let _ = self.kernel().deregister(fd);
+            let _removed = self.kernel().deregister(fd);
+            crate::trace::event!(WARN, "stray_fd", fd, removed = _removed.is_ok());
             return 0;
         };
         if entry.gen != ev.key() {
+            crate::trace::event!(
+                DEBUG,
+                "stale_event",
+                fd,
+                key = ev.key(),
+                current = entry.gen
+            );
             // An event of an earlier kernel registration of this fd number (one-shot, so it
             // fires once), or queued before a `close_fd`: stale.
             return 0;
@@ -398,7 +407,8 @@ impl<B: Backend + 'static> EventManager<B> {
             // removal was reported done), yet the kernel reported it: remove it again, under
             // the stripe lock so no new registration of the number can interleave (libuv
             // does the same in its poll loop). A level-triggered fd is never spun on.
-            let _ = self.kernel().deregister(fd);
+            let _removed = self.kernel().deregister(fd);
+            crate::trace::event!(WARN, "stray_fd", fd, removed = _removed.is_ok());
             return 0;
         };
         if kernel.mode == ioman_poll::Mode::Oneshot {
@@ -410,7 +420,10 @@ impl<B: Backend + 'static> EventManager<B> {
             // (a fired `Rearmable` not re-armed yet: libev's lazy disarm; or a shrink that
             // failed), or a one-shot fd must be re-armed for the registrations it did not
             // wake. Bring the kernel in line, exactly, so nothing spins.
-            let _ = entry.sync(fd, &self.kernel(), Follow::Exact);
+            crate::trace::event!(TRACE, "lazy_trim", fd, readiness = ?readiness);
+            if let Err(_e) = entry.sync(fd, &self.kernel(), Follow::Exact) {
+                crate::trace::event!(WARN, "rearm_failed", fd, error = %_e);
+            }
             return 0;
         }
         let gen = entry.gen;
@@ -443,7 +456,9 @@ impl<B: Backend + 'static> EventManager<B> {
                 entry.regs.remove(i);
                 // Re-arm for the registrations that stay, before the callback runs: a
                 // callback that registers again then costs its own single `MOD`, not two.
-                let _ = entry.sync(fd, &self.kernel(), Follow::Lazy);
+                if let Err(_e) = entry.sync(fd, &self.kernel(), Follow::Lazy) {
+                    crate::trace::event!(WARN, "rearm_failed", fd, error = %_e);
+                }
             }
             drop(stripe);
             self.call_fd(self.fd_key(fd, id), cb, delivered, oneshot);

@@ -76,6 +76,13 @@
 //!   its last copy is closed. poll(2) reports the closed number as an error once, then
 //!   disarms it.
 //!
+//! # Features
+//!
+//! - `tracing` (off by default): reports what the loop otherwise handles silently (stale
+//!   and stray events, lazy trims, failed re-arms, refused registrations, contained panics,
+//!   wakes, shutdown) as [`tracing`](https://docs.rs/tracing) events with target `ioman`.
+//!   Without it the calls compile to nothing.
+//!
 //! # Refused inputs
 //!
 //! A negative fd is [`InvalidInput`](io::ErrorKind::InvalidInput); a number the kernel does
@@ -126,6 +133,7 @@ mod pool;
 mod sync;
 mod table;
 mod timeouts;
+mod trace;
 mod wait;
 
 use std::fmt;
@@ -398,6 +406,7 @@ impl<B: Backend + 'static> EventManager<B> {
     /// Wakes the loop if it is blocked, so it looks again at its timeouts and state (for
     /// example after a [`ManualClock`] was advanced). Cheap when a wake is already pending.
     pub fn wake(&self) {
+        trace::event!(TRACE, "wake", manager = self.id);
         // The wakeup lives as long as the manager and `wake` has no error case left on an
         // fd it owns (a full eventfd or pipe is drained and written again).
         let _ = self.wakeup.wake();
@@ -463,6 +472,7 @@ impl<B: Backend + 'static> EventManager<B> {
         match self.register_boxed(fd, interest, lifetime, Box::new(callback)) {
             Ok(key) => Ok(key),
             Err((e, cb)) => {
+                trace::event!(DEBUG, "refused", fd, error = %e);
                 // Dropped outside the lock and contained: the callback may own things whose
                 // drop calls the manager, or panics.
                 self.drop_contained(Origin::Refused, cb);

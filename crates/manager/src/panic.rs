@@ -84,6 +84,7 @@ impl<B: Backend + 'static> EventManager<B> {
                     origin,
                     payload: &*payload,
                 };
+                crate::trace::event!(ERROR, "panic", origin = ?origin, what = report.message());
                 // A panicking hook must not take the loop down either; its payload is
                 // dropped under the same guard (a payload can panic in its `Drop` too).
                 let _ = catch_unwind(AssertUnwindSafe(|| hook(&report)));
