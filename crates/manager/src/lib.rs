@@ -655,11 +655,10 @@ impl<B: Backend + 'static> EventManager<B> {
     /// A multi-shot callback that is running on the loop thread at that moment is told when
     /// it returns.
     ///
-    /// # Errors
-    ///
-    /// Never for the close itself (the fd is closed in every case); the result carries the
-    /// count. [`ShutDown`] is not returned: closing after shutdown just closes.
-    pub fn close_fd(&self, fd: impl Into<OwnedFd>) -> io::Result<usize> {
+    /// It cannot fail: the fd is closed in every case (a `close(2)` error, such as `EIO`
+    /// from a network file system, is as unreportable here as in `OwnedFd`'s drop), also
+    /// after shutdown.
+    pub fn close_fd(&self, fd: impl Into<OwnedFd>) -> usize {
         let fd: OwnedFd = fd.into();
         let raw = fd.as_raw_fd();
         let mut stripe = self.table.lock(raw);
@@ -697,7 +696,7 @@ impl<B: Backend + 'static> EventManager<B> {
                 told += 1;
             }
         }
-        Ok(told)
+        told
     }
 
     /// The number of live fd registrations and timeouts (for monitoring; takes every lock in

@@ -279,11 +279,7 @@ impl<B: Backend + 'static> Pool<B> {
     }
 
     /// [`EventManager::close_fd`] on the fd's manager; safe from any thread.
-    ///
-    /// # Errors
-    ///
-    /// As [`EventManager::close_fd`].
-    pub fn close_fd(&self, fd: impl Into<OwnedFd>) -> io::Result<usize> {
+    pub fn close_fd(&self, fd: impl Into<OwnedFd>) -> usize {
         let fd: OwnedFd = fd.into();
         let m = Arc::clone(self.manager_for(fd.as_raw_fd()));
         m.close_fd(fd)

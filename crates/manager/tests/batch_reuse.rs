@@ -45,7 +45,7 @@ fn close_and_reuse_in_batch<B: Backend + 'static>(make: fn() -> io::Result<B>) -
             // A fresh, idle socket, made before the close so that it does not take the
             // number itself; then moved onto the closed number.
             let (c, d) = std::os::unix::net::UnixStream::pair().unwrap();
-            m.close_fd(other).unwrap();
+            m.close_fd(other);
             // SAFETY: `d` is open; dup2 onto `number` (closed just above) makes `number`
             // name the same socket, owned by the new `UnixStream` below.
             let fresh = unsafe {
