@@ -72,6 +72,7 @@
 //! ```
 
 #![cfg(unix)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod control;
