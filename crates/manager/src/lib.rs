@@ -94,7 +94,7 @@ pub use ioman_timers::{Clock, ManualClock, MonotonicClock};
 pub use pool::{Pool, PoolBuilder};
 pub use wait::Delay;
 
-/// The backends crate, re-exported (for [`Epoll`](poll::Epoll), [`Poll`](poll::Poll), ...).
+/// The backends crate, re-exported (for [`Poll`](poll::Poll), `Epoll`, `Kqueue`, ...).
 pub use ioman_poll as poll;
 /// The timers crate, re-exported.
 pub use ioman_timers as timers;
