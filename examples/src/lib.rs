@@ -19,3 +19,14 @@ pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod server;
+
+/// The workspace README, compiled as doc tests from here (a package that is never
+/// published may reach outside itself; the published crates each test their own README).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
+
+/// `ioman-timers`' README, whose crate leaves its doc tests to its own docs.
+#[cfg(doctest)]
+#[doc = include_str!("../../crates/timers/README.md")]
+struct TimersReadme;

@@ -559,7 +559,7 @@ impl<B: Backend + 'static> Drop for EventManager<B> {
 mod loom_tests;
 
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 #[cfg(test)]

@@ -546,3 +546,8 @@ macro_rules! forward_backend {
 
 forward_backend!(std::sync::Arc);
 forward_backend!(Box);
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -95,3 +95,8 @@ const _: () = {
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
