@@ -22,6 +22,12 @@
 //! | macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly | `Kqueue` | `Poll` |
 //! | other Unix | `Poll` | |
 //!
+//! What has been run, and what only compiled: the conformance suite runs against `Epoll` and
+//! `Poll` in CI on Linux x86_64 and i686 (32-bit `time_t` and `usize`). For macOS (arm64,
+//! x86_64), FreeBSD, NetBSD and OpenBSD, CI type-checks and lints the crate with its tests,
+//! and for illumos (`Poll` only) too, but runs nothing: **`Kqueue` has never run**. Android,
+//! iOS and DragonFly are written for and not checked.
+//!
 //! # Keys
 //!
 //! Every registration carries a caller-chosen 32-bit key that comes back with each of its

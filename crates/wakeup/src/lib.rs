@@ -27,6 +27,12 @@
 //! [`Wakeup::pipe`] exists everywhere, so the pipe path is tested on Linux too. Every fd is
 //! non-blocking and close-on-exec.
 //!
+//! The tests run in CI on Linux x86_64 and i686. For macOS (arm64, x86_64), FreeBSD,
+//! NetBSD, OpenBSD and illumos CI type-checks and lints the crate with its tests, but runs
+//! nothing there; Android, iOS and DragonFly are written for and not checked. The `si_code`
+//! numbers and the `errno` accessor of each system come from its headers (`build.rs` names
+//! which), since libc has the `SI_*` constants for Linux only.
+//!
 //! # Threading rules
 //!
 //! * [`Wakeup`], [`Control`] and [`ControlSender`] are `Send + Sync`. `wake`, `die` and
