@@ -45,7 +45,8 @@
 //! * Signal subscriptions are process-wide state; see [`signal`].
 //!
 //! The pending-flag protocol is model-checked with loom:
-//! `RUSTFLAGS="--cfg loom" cargo test -p ioman-wakeup --release --lib`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p ioman-wakeup --release --lib --features loom`
+//! (the `loom` feature only brings in the dependency; it does nothing without `--cfg loom`).
 //!
 //! # Examples
 //!
