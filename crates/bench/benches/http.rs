@@ -1,7 +1,7 @@
-//! End-to-end keep-alive HTTP benchmarks: the `http_server` example's ioman server against a
-//! tokio server and a hand-written mio loop speaking the same protocol (the example's `http`
-//! module) with the same load generator (the example's `loadgen`, an ioman closed-loop
-//! client).
+//! End-to-end keep-alive HTTP benchmarks: the HTTP demo's ioman server (`ioman-examples`, the
+//! library behind the `http_server` example) against a tokio server and a hand-written mio
+//! loop speaking the same protocol (its `http` module) with the same load generator (its
+//! `loadgen`, an ioman closed-loop client).
 //!
 //! A throughput run, not a criterion statistic: a custom `main` prints tables.
 //!
@@ -32,12 +32,7 @@
 //!    multi-thread runtime of 1 and 2 workers.
 #![allow(missing_docs)]
 
-#[path = "../../manager/examples/http_server/http.rs"]
-mod http;
-#[path = "../../manager/examples/http_server/loadgen.rs"]
-mod loadgen;
-#[path = "../../manager/examples/http_server/server.rs"]
-mod server;
+use ioman_examples::{http, loadgen, server};
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener};

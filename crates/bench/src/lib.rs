@@ -9,7 +9,7 @@
 //! | `timers` | `TimerQueue`, `Psq` | `BinaryHeap` (lazy deletion), `BTreeMap` + `HashMap`, priority-queue, tokio-util `DelayQueue` |
 //! | `wakeup` | `Wakeup` (eventfd, pipe) | raw eventfd, mio `Waker`, `thread::park`/`unpark` |
 //! | `manager` | `EventManager` | a hand-written mio loop, tokio `AsyncFd` |
-//! | `http` | the `http_server` example | a tokio server, a mio loop; idle-connection scaling; `Pool` vs tokio multi-thread |
+//! | `http` | the HTTP demo's server (`ioman-examples`) | a tokio server, a mio loop; idle-connection scaling; `Pool` vs tokio multi-thread |
 //!
 //! Run one with `cargo bench -p ioman-bench --bench NAME`; the README lists the figures
 //! measured so far and the machine they came from.

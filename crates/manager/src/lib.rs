@@ -148,7 +148,7 @@ pub use panic::{Origin, Panic, PanicHook};
 pub use pool::{Pool, PoolBuilder};
 pub use wait::Delay;
 
-/// The backends crate, re-exported (for [`Epoll`](poll::Epoll), [`Poll`](poll::Poll), ...).
+/// The backends crate, re-exported (for [`Poll`](poll::Poll), `Epoll`, `Kqueue`, ...).
 pub use ioman_poll as poll;
 /// The timers crate, re-exported.
 pub use ioman_timers as timers;
@@ -732,7 +732,7 @@ impl<B: Backend + 'static> Drop for EventManager<B> {
 mod loom_tests;
 
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ fn managers_free_their_fds_and_threads() -> io::Result<()> {
     let (fds, tasks) = (open_fds(), threads());
     for _ in 0..10 {
         // Shut down and joined.
-        let m = Arc::new(util::epoll()?);
+        let m = Arc::new(util::default()?);
         let h = m.spawn()?;
         m.register_fd(&b, Interest::READ, Lifetime::MultiShot, |_, _, _| {})?;
         m.register_timeout(Duration::from_secs(60), |_| {})?;

@@ -92,7 +92,7 @@ fn own_fds_refused<B: Backend + 'static>(
 
 #[test]
 fn refused_inputs() -> io::Result<()> {
-    numbers_that_name_nothing(&util::epoll()?);
+    numbers_that_name_nothing(&util::default()?);
     numbers_that_name_nothing(&util::poll()?);
     own_fds_refused(|| EventManager::builder().build())?;
     own_fds_refused(|| {

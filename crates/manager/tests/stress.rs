@@ -215,7 +215,7 @@ fn worker<B: Backend + 'static>(owner: Owner<'_, B>, m: &EventManager<B>, t: usi
 fn many_threads_many_fds() -> io::Result<()> {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fds = fd_budget();
-    stress(ioman_poll::Epoll::new, fds)?;
+    stress(ioman::DefaultBackend::new, fds)?;
     stress(ioman_poll::Poll::new, fds)?;
     Ok(())
 }

@@ -148,7 +148,7 @@ for_each_backend!(
 /// it) as on poll(2).
 #[test]
 fn regular_file_is_ready() -> io::Result<()> {
-    let m = Arc::new(util::epoll()?);
+    let m = Arc::new(util::default()?);
     let h = m.spawn()?;
     let f = std::fs::File::open("/proc/self/exe")?;
     assert!(m.wait_readable(&f, None)?.is_readable());

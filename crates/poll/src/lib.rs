@@ -13,7 +13,7 @@
 //!   [`Events`] buffer.
 //! - [`Capabilities`]: what a backend supports and whether a change made from another thread
 //!   reaches a `poll` already blocked.
-//! - Backends: [`Epoll`] (Linux, Android), `Kqueue` (macOS, iOS, the BSDs), [`Poll`] (poll(2),
+//! - Backends: `Epoll` (Linux, Android), `Kqueue` (macOS, iOS, the BSDs), [`Poll`] (poll(2),
 //!   every Unix), and [`DefaultBackend`], the best one for the target.
 //!
 //! | target | `DefaultBackend` | also compiled |
@@ -21,6 +21,12 @@
 //! | Linux, Android | `Epoll` | `Poll` |
 //! | macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly | `Kqueue` | `Poll` |
 //! | other Unix | `Poll` | |
+//!
+//! What has been run, and what only compiled: the conformance suite runs against `Epoll` and
+//! `Poll` in CI on Linux x86_64 and i686 (32-bit `time_t` and `usize`). For macOS (arm64,
+//! x86_64), FreeBSD, NetBSD and OpenBSD, CI type-checks and lints the crate with its tests,
+//! and for illumos (`Poll` only) too, but runs nothing: **`Kqueue` has never run**. Android,
+//! iOS and DragonFly are written for and not checked.
 //!
 //! # Keys
 //!
@@ -88,6 +94,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::fmt;
 use std::io;
 use std::ops::{BitOr, BitOrAssign};
@@ -96,22 +104,36 @@ use std::time::Duration;
 
 mod sys;
 
+// `doc(cfg)` goes on the re-exports: rustdoc shows an inlined item with the re-export's
+// attributes, so the platform note on docs.rs comes from here.
 #[cfg(ioman_epoll)]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
 pub use sys::epoll::Epoll;
 #[cfg(ioman_kqueue)]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))
+)]
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::Poll;
 
-/// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
-/// and the BSDs, [`Poll`] on other Unix systems.
+/// The best backend for the target: here [`Epoll`], as on every Linux and Android (`Kqueue`
+/// on macOS, iOS and the BSDs, [`Poll`] on other Unix systems).
 #[cfg(ioman_epoll)]
 pub type DefaultBackend = Epoll;
-/// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
-/// and the BSDs, [`Poll`] on other Unix systems.
+/// The best backend for the target: here [`Kqueue`], as on macOS, iOS and the BSDs (`Epoll`
+/// on Linux and Android, [`Poll`] on other Unix systems).
 #[cfg(ioman_kqueue)]
 pub type DefaultBackend = Kqueue;
-/// The best backend for the target: [`Epoll`] on Linux and Android, `Kqueue` on macOS, iOS
-/// and the BSDs, [`Poll`] on other Unix systems.
+/// The best backend for the target: here [`Poll`], as on every Unix system without epoll or
+/// kqueue (`Epoll` on Linux and Android, `Kqueue` on macOS, iOS and the BSDs).
 #[cfg(all(unix, not(any(ioman_epoll, ioman_kqueue))))]
 pub type DefaultBackend = Poll;
 #[cfg(not(unix))]
@@ -530,3 +552,8 @@ macro_rules! forward_backend {
 
 forward_backend!(std::sync::Arc);
 forward_backend!(Box);
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -43,8 +43,10 @@ pub enum Message {
 pub struct SignalInfo {
     /// The signal number (`si_signo`), e.g. `libc::SIGUSR1`.
     pub signo: i32,
-    /// `si_code`: `SI_USER` for `kill(2)`, `SI_TKILL` for `raise(3)`/`pthread_kill(3)` on
-    /// Linux, `SI_QUEUE` for `sigqueue(3)`, or a kernel code.
+    /// `si_code`: [`SI_USER`](crate::signal::SI_USER) for `kill(2)`,
+    /// [`SI_QUEUE`](crate::signal::SI_QUEUE) for `sigqueue(3)`, a code of the thread-directed
+    /// kill behind `raise(3)`/`pthread_kill(3)` (`SI_TKILL` on Linux, `SI_LWP` on the BSDs
+    /// and illumos), or a kernel code. The numbers differ between systems.
     pub code: i32,
     /// The sending process (`si_pid`) for signals sent by a process (and `SIGCHLD`'s child);
     /// 0 otherwise.

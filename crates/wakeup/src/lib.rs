@@ -27,6 +27,12 @@
 //! [`Wakeup::pipe`] exists everywhere, so the pipe path is tested on Linux too. Every fd is
 //! non-blocking and close-on-exec.
 //!
+//! The tests run in CI on Linux x86_64 and i686. For macOS (arm64, x86_64), FreeBSD,
+//! NetBSD, OpenBSD and illumos CI type-checks and lints the crate with its tests, but runs
+//! nothing there; Android, iOS and DragonFly are written for and not checked. The `si_code`
+//! numbers and the `errno` accessor of each system come from its headers (`build.rs` names
+//! which), since libc has the `SI_*` constants for Linux only.
+//!
 //! # Threading rules
 //!
 //! * [`Wakeup`], [`Control`] and [`ControlSender`] are `Send + Sync`. `wake`, `die` and
@@ -39,7 +45,8 @@
 //! * Signal subscriptions are process-wide state; see [`signal`].
 //!
 //! The pending-flag protocol is model-checked with loom:
-//! `RUSTFLAGS="--cfg loom" cargo test -p ioman-wakeup --release --lib`.
+//! `RUSTFLAGS="--cfg loom" cargo test -p ioman-wakeup --release --lib --features loom`
+//! (the `loom` feature only brings in the dependency; it does nothing without `--cfg loom`).
 //!
 //! # Examples
 //!
@@ -72,6 +79,7 @@
 //! ```
 
 #![cfg(unix)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod control;
@@ -94,3 +102,8 @@ const _: () = {
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

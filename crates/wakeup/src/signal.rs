@@ -25,6 +25,15 @@ use std::sync::{Mutex, PoisonError};
 use crate::control::ControlSender;
 use crate::sys::signal::{self as sys, SavedAction, ACTIVE, DROPPED, NSIG, SLOTS, SUBSCRIBERS};
 
+/// The `si_code` of a signal sent with `kill(2)`, to compare with
+/// [`SignalInfo::code`](crate::SignalInfo::code): this system's `SI_USER` (libc has it for
+/// Linux only; on macOS and FreeBSD it is `0x10001`, elsewhere 0).
+pub const SI_USER: i32 = sys::code::SI_USER;
+
+/// The `si_code` of a signal sent with `sigqueue(3)` (whose value then arrives in
+/// [`SignalInfo::value`](crate::SignalInfo::value)): this system's `SI_QUEUE`.
+pub const SI_QUEUE: i32 = sys::code::SI_QUEUE;
+
 /// Per-signal management state; only touched under [`MANAGER`], never by the handler.
 struct State {
     subscribers: [usize; NSIG],

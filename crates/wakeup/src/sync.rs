@@ -4,6 +4,9 @@
 //! The signal handler's tables (in `sys::signal`) use `std` atomics directly: they are
 //! process-wide statics touched from signal context, which loom does not model.
 
+#[cfg(all(loom, not(feature = "loom")))]
+compile_error!("`--cfg loom` needs the loom dependency: add `--features loom`");
+
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]

@@ -63,7 +63,7 @@ pub enum WakeupKind {
 }
 
 enum Fds {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(ioman_eventfd)]
     EventFd(OwnedFd),
     Pipe {
         read: OwnedFd,
@@ -103,11 +103,11 @@ impl Wakeup {
     /// example `EMFILE`/`ENFILE` (too many open files: std has no stable `ErrorKind` for
     /// these, so match on `raw_os_error()`) or `ENOMEM` (kind `OutOfMemory`).
     pub fn new() -> io::Result<Wakeup> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(ioman_eventfd)]
         {
             Wakeup::new_with_eventfd(sys::eventfd::new)
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(ioman_eventfd))]
         {
             Wakeup::pipe()
         }
@@ -116,7 +116,7 @@ impl Wakeup {
     /// The fallback decision of [`Wakeup::new`] with an injectable eventfd constructor, so
     /// tests can exercise the real fallback path. Not part of the stable API.
     #[doc(hidden)]
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(ioman_eventfd)]
     pub fn new_with_eventfd(create: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<Wakeup> {
         match create() {
             Ok(fd) => Ok(Wakeup::from_fds(Fds::EventFd(fd))),
@@ -139,7 +139,8 @@ impl Wakeup {
     /// The OS error of `eventfd(2)`: `EMFILE`/`ENFILE` (no stable `ErrorKind`: check `raw_os_error()`), `ENOMEM` (kind
     /// `OutOfMemory`), `ENOSYS` (kind `Unsupported`) or `EINVAL` (kind `InvalidInput`) on
     /// kernels before 2.6.27.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(ioman_eventfd)]
+    #[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
     pub fn eventfd() -> io::Result<Wakeup> {
         sys::eventfd::new().map(|fd| Wakeup::from_fds(Fds::EventFd(fd)))
     }
@@ -165,7 +166,7 @@ impl Wakeup {
     /// The mechanism in use.
     pub fn kind(&self) -> WakeupKind {
         match self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(_) => WakeupKind::EventFd,
             Fds::Pipe { .. } => WakeupKind::Pipe,
         }
@@ -173,7 +174,7 @@ impl Wakeup {
 
     fn write_fd(&self) -> BorrowedFd<'_> {
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(fd) => fd.as_fd(),
             Fds::Pipe { write, .. } => write.as_fd(),
         }
@@ -221,7 +222,7 @@ impl Wakeup {
     fn write_fd_once(&self) -> io::Result<bool> {
         self.syscalls.fetch_add(1, Ordering::Relaxed);
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(fd) => sys::eventfd::notify(fd.as_fd()),
             Fds::Pipe { write, .. } => sys::pipe::notify(write.as_fd()),
         }
@@ -229,7 +230,7 @@ impl Wakeup {
 
     fn drain_fd(&self) -> io::Result<()> {
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(fd) => sys::eventfd::drain(fd.as_fd()),
             Fds::Pipe { read, .. } => sys::pipe::drain(read.as_fd()),
         }
@@ -268,7 +269,7 @@ impl Wakeup {
     /// a pipe), so that an event manager can refuse a stale fd number that names one.
     pub fn owns_fd(&self, fd: RawFd) -> bool {
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(e) => e.as_raw_fd() == fd,
             Fds::Pipe { read, write } => read.as_raw_fd() == fd || write.as_raw_fd() == fd,
         }
@@ -292,7 +293,7 @@ impl Wakeup {
     #[doc(hidden)]
     pub fn fill_for_test(&self) -> io::Result<usize> {
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(fd) => sys::eventfd::fill(fd.as_fd()),
             Fds::Pipe { write, .. } => sys::pipe::fill(write.as_fd()),
         }
@@ -303,7 +304,7 @@ impl AsFd for Wakeup {
     /// The readable end: the eventfd, or the read end of the pipe.
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.fds {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(ioman_eventfd)]
             Fds::EventFd(fd) => fd.as_fd(),
             Fds::Pipe { read, .. } => read.as_fd(),
         }

@@ -1,5 +1,5 @@
 //! The run-time fallback from eventfd to a pipe, through the real decision code.
-#![cfg(any(target_os = "linux", target_os = "android"))]
+#![cfg(ioman_eventfd)]
 
 mod util;
 

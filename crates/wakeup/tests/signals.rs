@@ -81,7 +81,7 @@ fn raised_signal_reaches_the_control() -> io::Result<()> {
     let info = next_signal(&c)?;
     assert_eq!(info.signo, libc::SIGUSR1);
     assert_eq!(info.pid, getpid());
-    #[cfg(target_os = "linux")]
+    #[cfg(ioman_si_codes = "linux")]
     assert_eq!(info.code, libc::SI_TKILL);
     drop(sub);
     Ok(())
@@ -102,14 +102,14 @@ fn signal_sent_from_another_thread_reaches_the_control() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     assert_eq!(info.signo, libc::SIGUSR2);
-    assert_eq!(info.code, libc::SI_USER);
+    assert_eq!(info.code, signal::SI_USER);
     assert_eq!(info.pid, pid);
     // SAFETY: getuid has no preconditions.
     assert_eq!(info.uid, unsafe { libc::getuid() });
     Ok(())
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(ioman_sigqueue)]
 #[test]
 fn sigqueue_value_is_forwarded() -> io::Result<()> {
     let _g = serial();
@@ -123,7 +123,7 @@ fn sigqueue_value_is_forwarded() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     let info = next_signal(&c)?;
-    assert_eq!(info.code, libc::SI_QUEUE);
+    assert_eq!(info.code, signal::SI_QUEUE);
     assert_eq!(info.value, 0x1234);
     Ok(())
 }

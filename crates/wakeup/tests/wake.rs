@@ -14,9 +14,9 @@ use util::{fail, for_each_kind, is_readable, poll_readable};
 #[test]
 fn new_prefers_eventfd_on_linux() -> io::Result<()> {
     let w = Wakeup::new()?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(ioman_eventfd)]
     assert_eq!(w.kind(), WakeupKind::EventFd);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(ioman_eventfd))]
     assert_eq!(w.kind(), WakeupKind::Pipe);
     Ok(())
 }

@@ -27,11 +27,9 @@ pub fn closed_fd() -> std::os::fd::RawFd {
     fd
 }
 
-/// A manager on epoll.
-pub fn epoll() -> io::Result<EventManager<ioman_poll::Epoll>> {
-    EventManager::builder()
-        .backend(ioman_poll::Epoll::new()?)
-        .build()
+/// A manager on the target's default backend (epoll, kqueue).
+pub fn default() -> io::Result<EventManager<ioman::DefaultBackend>> {
+    EventManager::new()
 }
 
 /// A manager on poll(2).

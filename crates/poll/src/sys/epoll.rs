@@ -13,12 +13,45 @@ use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::sys::{timespec, Deadline};
+use crate::sys::{Deadline, MAX_WAIT};
 use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
 
 /// The most events one `epoll_wait` accepts: the kernel refuses `maxevents` above
 /// `INT_MAX / sizeof(struct epoll_event)` with `EINVAL` (`EP_MAX_EVENTS` in fs/eventpoll.c).
 const MAX_EVENTS: usize = i32::MAX as usize / std::mem::size_of::<libc::epoll_event>();
+
+/// The timeout `epoll_pwait2` reads: the kernel's `struct __kernel_timespec`, two 64-bit
+/// fields on every architecture.
+///
+/// It is not `libc::timespec`: on 32-bit targets (i686, armv7) that has a 32-bit `time_t`
+/// and is 8 bytes, while the kernel reads 16, taking the nanoseconds for the high half of
+/// the seconds and whatever follows for the nanoseconds (a garbage timeout, or `EINVAL`).
+/// The syscall was added in Linux 5.11 after the y2038 work, so it only ever takes the
+/// 64-bit layout, see
+/// [include/uapi/linux/time_types.h](https://github.com/torvalds/linux/blob/master/include/uapi/linux/time_types.h)
+/// and `SYSCALL_DEFINE6(epoll_pwait2, ...)` in
+/// [fs/eventpoll.c](https://github.com/torvalds/linux/blob/master/fs/eventpoll.c).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KernelTimespec {
+    /// `__kernel_time64_t tv_sec`.
+    tv_sec: i64,
+    /// `long long tv_nsec`.
+    tv_nsec: i64,
+}
+
+impl KernelTimespec {
+    /// `d`, clamped to [`MAX_WAIT`] like every other wait (longer waits are split by the
+    /// caller's [`Deadline`] loop).
+    fn new(d: Duration) -> KernelTimespec {
+        let d = d.min(MAX_WAIT);
+        KernelTimespec {
+            // At most `i32::MAX / 1000` seconds, so the cast is lossless.
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        }
+    }
+}
 
 /// Whether the kernel has `epoll_pwait2`: not probed yet, yes, or no.
 static PWAIT2: AtomicU8 = AtomicU8::new(PWAIT2_UNKNOWN);
@@ -114,9 +147,10 @@ impl Epoll {
         let ptr = buf.as_mut_ptr();
         if let Some(left) = deadline.remaining() {
             if !left.is_zero() && PWAIT2.load(Ordering::Relaxed) == PWAIT2_YES {
-                let ts = timespec(left);
+                let ts = KernelTimespec::new(left);
                 // SAFETY: `ptr` points to `max` writable `epoll_event`s (`max <= capacity`);
-                // `ts` outlives the call; a null sigmask leaves the mask alone (and makes the
+                // `ts` has the kernel's `__kernel_timespec` layout and outlives the call; a
+                // null sigmask leaves the mask alone (and makes the
                 // kernel ignore the size). Every argument is passed as a `c_long`, the width
                 // the variadic `syscall` reads.
                 let res = unsafe {
@@ -125,7 +159,7 @@ impl Epoll {
                         epfd as libc::c_long,
                         ptr as libc::c_long,
                         max as libc::c_long,
-                        &ts as *const libc::timespec as libc::c_long,
+                        &ts as *const KernelTimespec as libc::c_long,
                         ptr::null::<libc::sigset_t>() as libc::c_long,
                         0 as libc::c_long,
                     ))
@@ -137,6 +171,9 @@ impl Epoll {
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
                         PWAIT2.store(PWAIT2_NO, Ordering::Relaxed);
                     }
+                    // EINVAL is not a fallback case: the timespec is always valid (built
+                    // above in the kernel's layout), so it means what it means for
+                    // epoll_wait (a bad `epfd` or `maxevents`) and is reported as such.
                     Err(e) => return Err(e),
                 }
             }
@@ -159,7 +196,7 @@ fn probe_pwait2() -> u8 {
             -1 as libc::c_long,
             ptr::null_mut::<libc::epoll_event>() as libc::c_long,
             1 as libc::c_long,
-            ptr::null::<libc::timespec>() as libc::c_long,
+            ptr::null::<KernelTimespec>() as libc::c_long,
             ptr::null::<libc::sigset_t>() as libc::c_long,
             0 as libc::c_long,
         ))
@@ -352,5 +389,29 @@ impl fmt::Debug for Epoll {
         f.debug_struct("Epoll")
             .field("epfd", &self.epfd.as_raw_fd())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// `struct __kernel_timespec` is 16 bytes with `tv_nsec` at offset 8 on every target,
+    /// 32-bit ones included (where `libc::timespec` is 8 bytes).
+    #[test]
+    fn kernel_timespec_has_the_kernel_layout() {
+        assert_eq!(size_of::<KernelTimespec>(), 16);
+        assert_eq!(offset_of!(KernelTimespec, tv_sec), 0);
+        assert_eq!(offset_of!(KernelTimespec, tv_nsec), 8);
+    }
+
+    #[test]
+    fn kernel_timespec_clamps_like_every_wait() {
+        let ts = KernelTimespec::new(Duration::new(3, 5));
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (3, 5));
+        let ts = KernelTimespec::new(Duration::MAX);
+        assert_eq!(ts.tv_sec as u64, MAX_WAIT.as_secs());
+        assert!(ts.tv_nsec < 1_000_000_000);
     }
 }

@@ -1,7 +1,9 @@
 //! kqueue(2): macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly.
 //!
-//! Untested here: these machines run Linux only; it is written against the same
-//! conformance suite (`crates/poll/tests/`), which runs it where it compiles.
+//! Compiled and linted in CI for macOS (arm64, x86_64), FreeBSD, NetBSD and OpenBSD, tests
+//! included, but never run: CI and the development machines run Linux only. It is written
+//! against the same conformance suite (`crates/poll/tests/`) as `Epoll`, which runs it on
+//! the first machine that has kqueue.
 //!
 //! One `struct kevent` per filter (`EVFILT_READ`, `EVFILT_WRITE`), `ident` = fd,
 //! `udata` = key. kqueue accepts `EV_ADD` twice and has no "not registered" error for a whole
@@ -29,8 +31,9 @@ use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
 /// filters of one fd are separate kernel events: when they come back next to each other they
 /// are merged into one [`Event`], otherwise one fd can be reported twice in one poll.
 ///
-/// Untested here: these machines run Linux only; it is written against the same
-/// conformance suite.
+/// Never run: CI compiles and lints it (tests included) for macOS, FreeBSD, NetBSD and
+/// OpenBSD, but runs Linux only. It is written against the same conformance suite as
+/// `Epoll`.
 ///
 /// # Examples
 ///
@@ -59,7 +62,7 @@ pub struct Kqueue {
     kq: RawFd,
     /// The process that created the kqueue. A kqueue is not inherited by a forked child, so
     /// the child must not close "the same number": it may be an unrelated fd by then
-    /// (GHC #24672, https://gitlab.haskell.org/ghc/ghc/-/issues/24672).
+    /// (GHC #24672, <https://gitlab.haskell.org/ghc/ghc/-/issues/24672>).
     pid: libc::pid_t,
     registry: Mutex<HashMap<RawFd, (u32, Interest, Mode)>>,
 }

@@ -45,7 +45,11 @@ pub(crate) fn ms_ceil(d: Duration) -> libc::c_int {
 }
 
 /// A duration as a `timespec`, clamped to [`MAX_WAIT`] so it is valid for every `time_t`.
-#[cfg_attr(not(any(ioman_epoll, ioman_kqueue)), allow(dead_code))]
+///
+/// For `kevent(2)`, whose timeout is the C library's `struct timespec`. `epoll_pwait2` takes
+/// the kernel's 64-bit layout instead (`KernelTimespec` in `epoll.rs`), which differs from
+/// this one on 32-bit Linux. Compiled everywhere so that its test runs on Linux.
+#[cfg_attr(not(ioman_kqueue), allow(dead_code))]
 pub(crate) fn timespec(d: Duration) -> libc::timespec {
     let d = d.min(MAX_WAIT);
     // SAFETY: `timespec` is plain integers (some targets add private padding fields, which is

@@ -24,7 +24,12 @@ macro_rules! syscall {
     }};
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+// `build.rs` names what each OS it knows has (eventfd, pipe2, the errno accessor, the
+// numbering of `si_code`); an OS it does not know would fail below with less helpful errors.
+#[cfg(not(ioman_known_os))]
+compile_error!("ioman-wakeup does not know this OS: add it to crates/wakeup/build.rs");
+
+#[cfg(ioman_eventfd)]
 pub(crate) mod eventfd;
 pub(crate) mod pipe;
 pub(crate) mod signal;

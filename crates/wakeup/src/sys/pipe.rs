@@ -9,16 +9,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 
 /// Creates a pipe; both ends are non-blocking and close-on-exec. Returns `(read, write)`.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-    target_os = "solaris",
-))]
+#[cfg(ioman_pipe2)]
 pub(crate) fn new() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1; 2];
     // SAFETY: `fds` is a valid `[c_int; 2]` for pipe2 to fill; flags are valid constants.
@@ -31,16 +22,7 @@ pub(crate) fn new() -> io::Result<(OwnedFd, OwnedFd)> {
 ///
 /// Without `pipe2` the flags are set after creation, so a concurrent `fork`+`exec` in
 /// another thread can inherit the fds (the same window std has on these systems).
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-    target_os = "solaris",
-)))]
+#[cfg(not(ioman_pipe2))]
 pub(crate) fn new() -> io::Result<(OwnedFd, OwnedFd)> {
     use std::os::fd::AsRawFd;
     let mut fds = [-1; 2];

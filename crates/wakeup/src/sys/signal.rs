@@ -121,16 +121,7 @@ unsafe fn signal_info(signo: i32, info: *const libc::siginfo_t) -> SignalInfo {
         return out;
     };
     out.code = info.si_code;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let sent = matches!(
-        info.si_code,
-        libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL | libc::SI_MESGQ
-    );
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let sent = matches!(
-        info.si_code,
-        libc::SI_USER | libc::SI_QUEUE | libc::SI_MESGQ
-    );
+    let sent = code::SENT.contains(&info.si_code);
     // Which union member is valid depends on the code: sender pid/uid for signals sent by a
     // process (and SIGCHLD, whose child pid/uid sit in the same place), the value only for
     // sigqueue(3) and message queues. Anything else reads as 0.
@@ -141,20 +132,93 @@ unsafe fn signal_info(signo: i32, info: *const libc::siginfo_t) -> SignalInfo {
             out.uid = info.si_uid();
         }
     }
-    if matches!(info.si_code, libc::SI_QUEUE | libc::SI_MESGQ) {
+    if code::WITH_VALUE.contains(&info.si_code) {
         // SAFETY: for these codes the kernel filled the sigval member of the union.
         out.value = unsafe { info.si_value() }.sival_ptr as usize;
     }
     out
 }
 
-/// Reading and restoring `errno`, which has no portable accessor.
+/// The `si_code` values this module needs, per numbering (`cfg(ioman_si_codes)`, named by
+/// `build.rs`). libc defines the `SI_*` constants for Linux only; the others are copied
+/// from each system's header, linked at each block.
+pub(crate) mod code {
+    #[cfg(ioman_si_codes = "linux")]
+    mod values {
+        pub(crate) const SI_USER: libc::c_int = libc::SI_USER;
+        pub(crate) const SI_QUEUE: libc::c_int = libc::SI_QUEUE;
+        /// Codes that say a process sent the signal, so `si_pid`/`si_uid` are filled:
+        /// `kill(2)`, `sigqueue(3)`, `tgkill(2)` (`raise(3)`, `pthread_kill(3)`) and POSIX
+        /// message queues.
+        pub(crate) const SENT: [libc::c_int; 4] = [
+            libc::SI_USER,
+            libc::SI_QUEUE,
+            libc::SI_TKILL,
+            libc::SI_MESGQ,
+        ];
+        /// Codes for which `si_value` is filled.
+        pub(crate) const WITH_VALUE: [libc::c_int; 2] = [libc::SI_QUEUE, libc::SI_MESGQ];
+    }
+
+    /// FreeBSD and DragonFly
+    /// ([sys/sys/signal.h](https://github.com/freebsd/freebsd-src/blob/main/sys/sys/signal.h)),
+    /// and Apple's systems, which took the same numbers
+    /// ([bsd/sys/signal.h](https://github.com/apple-oss-distributions/xnu/blob/main/bsd/sys/signal.h)).
+    #[cfg(ioman_si_codes = "freebsd")]
+    mod values {
+        pub(crate) const SI_USER: libc::c_int = 0x10001;
+        pub(crate) const SI_QUEUE: libc::c_int = 0x10002;
+        const SI_MESGQ: libc::c_int = 0x10005;
+        /// FreeBSD's `thr_kill(2)` (`raise(3)`, `pthread_kill(3)`); no other system of this
+        /// numbering uses the value.
+        const SI_LWP: libc::c_int = 0x10007;
+        pub(crate) const SENT: [libc::c_int; 4] = [SI_USER, SI_QUEUE, SI_LWP, SI_MESGQ];
+        pub(crate) const WITH_VALUE: [libc::c_int; 2] = [SI_QUEUE, SI_MESGQ];
+    }
+
+    /// NetBSD ([sys/sys/siginfo.h](https://github.com/NetBSD/src/blob/trunk/sys/sys/siginfo.h)).
+    #[cfg(ioman_si_codes = "netbsd")]
+    mod values {
+        pub(crate) const SI_USER: libc::c_int = 0;
+        pub(crate) const SI_QUEUE: libc::c_int = -1;
+        const SI_MESGQ: libc::c_int = -4;
+        /// `_lwp_kill(2)` (`raise(3)`, `pthread_kill(3)`).
+        const SI_LWP: libc::c_int = -5;
+        pub(crate) const SENT: [libc::c_int; 4] = [SI_USER, SI_QUEUE, SI_LWP, SI_MESGQ];
+        pub(crate) const WITH_VALUE: [libc::c_int; 2] = [SI_QUEUE, SI_MESGQ];
+    }
+
+    /// System V's numbering: illumos and Solaris
+    /// ([uts/common/sys/siginfo.h](https://github.com/illumos/illumos-gate/blob/master/usr/src/uts/common/sys/siginfo.h)),
+    /// and OpenBSD, which copied it
+    /// ([sys/sys/siginfo.h](https://github.com/openbsd/src/blob/master/sys/sys/siginfo.h);
+    /// it has no `sigqueue(3)` or message queues, so it never sends the last two).
+    #[cfg(ioman_si_codes = "svr4")]
+    mod values {
+        pub(crate) const SI_USER: libc::c_int = 0;
+        /// `lwp_kill(2)` / `thrkill(2)` (`raise(3)`, `pthread_kill(3)`).
+        const SI_LWP: libc::c_int = -1;
+        pub(crate) const SI_QUEUE: libc::c_int = -2;
+        const SI_MESGQ: libc::c_int = -5;
+        pub(crate) const SENT: [libc::c_int; 4] = [SI_USER, SI_LWP, SI_QUEUE, SI_MESGQ];
+        pub(crate) const WITH_VALUE: [libc::c_int; 2] = [SI_QUEUE, SI_MESGQ];
+    }
+
+    pub(crate) use values::{SENT, SI_QUEUE, SI_USER, WITH_VALUE};
+}
+
+/// Reading and restoring `errno`, which has no portable accessor: the C library's function
+/// returning this thread's `errno` slot is named per system (`cfg(ioman_errno)`, named by
+/// `build.rs`).
 mod errno {
-    #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+    /// illumos and Solaris.
+    #[cfg(ioman_errno = "___errno")]
+    use libc::___errno as location;
+    #[cfg(ioman_errno = "__errno")]
     use libc::__errno as location;
-    #[cfg(any(target_os = "linux", target_os = "dragonfly", target_os = "redox"))]
+    #[cfg(ioman_errno = "__errno_location")]
     use libc::__errno_location as location;
-    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    #[cfg(ioman_errno = "__error")]
     use libc::__error as location;
 
     // These accessors never fail (they return this thread's errno slot), so they do not go

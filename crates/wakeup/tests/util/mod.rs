@@ -35,7 +35,7 @@ pub fn is_readable(fd: &impl AsRawFd) -> io::Result<bool> {
 /// One wakeup of each kind this platform has: eventfd (Linux/Android) and pipe.
 pub fn every_kind() -> io::Result<Vec<Wakeup>> {
     Ok(vec![
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(ioman_eventfd)]
         Wakeup::eventfd()?,
         Wakeup::pipe()?,
     ])

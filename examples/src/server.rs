@@ -25,7 +25,6 @@
 //! ones) are in the `http` module. After a 400 or 431 the server closes at once: if the client
 //! sent more than the server read, the kernel answers with a reset and the client may see
 //! that instead of the response.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};

@@ -20,7 +20,7 @@
 //! It prints what happened and exits 0 when everything came out as expected.
 //!
 //! ```text
-//! cargo run -p ioman-poll --example custom_manager
+//! cargo run -p ioman-examples --example custom_manager
 //! ```
 
 use std::collections::HashMap;

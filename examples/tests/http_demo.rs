@@ -1,14 +1,8 @@
-//! The HTTP demo (`examples/http_server`) end to end, in process: the quick self-driving run,
-//! the protocol's edge cases, and the idle timeout on a manual clock.
+//! The HTTP demo (this package's library, run by `examples/http_server.rs`) end to end, in
+//! process: the quick self-driving run, the protocol's edge cases, and the idle timeout on a
+//! manual clock.
 
-#[path = "../examples/http_server/demo.rs"]
-mod demo;
-#[path = "../examples/http_server/http.rs"]
-mod http;
-#[path = "../examples/http_server/loadgen.rs"]
-mod loadgen;
-#[path = "../examples/http_server/server.rs"]
-mod server;
+use ioman_examples::{demo, http, server};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

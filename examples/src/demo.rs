@@ -1,6 +1,5 @@
 //! The self-driving demo: server, idle connections, closed-loop load and the final report
-//! (shared by `main.rs` and the integration test).
-#![allow(dead_code)]
+//! (shared by the `http_server` example and the integration test).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

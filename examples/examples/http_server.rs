@@ -1,9 +1,9 @@
 //! A keep-alive HTTP/1.1 server on `ioman::EventManager`, with its own load generator.
 //!
 //! ```text
-//! cargo run --release -p ioman --example http_server                 # self-driving demo
-//! cargo run --release -p ioman --example http_server -- --quick      # 2 s, C=20, I=200
-//! cargo run --release -p ioman --example http_server -- serve --addr 127.0.0.1:8080
+//! cargo run --release -p ioman-examples --example http_server                 # self-driving demo
+//! cargo run --release -p ioman-examples --example http_server -- --quick      # 2 s, C=20, I=200
+//! cargo run --release -p ioman-examples --example http_server -- serve --addr 127.0.0.1:8080
 //! ```
 //!
 //! **Self-driving mode** (the default) starts the server on an ephemeral port of 127.0.0.1,
@@ -19,12 +19,8 @@
 //! managers, 1; N > 1 uses `ioman::Pool`), `--client-threads K` (1), `--idle-timeout-ms T`
 //! (60000), `--quick`.
 
-mod demo;
-mod http;
-mod loadgen;
-mod server;
-
-use demo::Demo;
+use ioman_examples::demo::Demo;
+use ioman_examples::server;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

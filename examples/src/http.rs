@@ -11,7 +11,6 @@
 //! `Connection: close`; HTTP/1.0 closes unless `Connection: keep-alive`.
 //!
 //! The parser never panics: every byte sequence is either incomplete, a request, or an error.
-#![allow(dead_code)]
 
 /// The largest request (head and body) a connection buffers.
 pub const MAX_REQUEST: usize = 8 * 1024;

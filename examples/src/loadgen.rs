@@ -15,7 +15,6 @@
 //!
 //! Latencies go into a log-linear histogram (32 sub-buckets per power of two of nanoseconds,
 //! under 3% error) per client thread; the maximum is exact.
-#![allow(dead_code)]
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
