@@ -8,7 +8,10 @@
 //!     and re-registering itself (a new one-shot registration, one `EPOLL_CTL_MOD`), driven
 //!     by `EventManager::step(None)`. The callbacks read once, not until `WouldBlock`: a
 //!     one-shot is re-armed level-triggered, so a byte left behind would fire again;
-//!   - `mio`: a hand-written `mio::Poll` loop, edge-triggered, reading until `WouldBlock`;
+//!   - `mio`: a hand-written `mio::Poll` loop, edge-triggered, reading until `WouldBlock`
+//!     (two `recv` per hop, where the ioman bouncers make one);
+//!   - `mio_read_once`: the same loop stopping at a short read (one `recv` per hop, as
+//!     tokio and the ioman bouncers): the reference on equal syscalls;
 //!   - `tokio`: two tasks awaiting `AsyncFd::readable` on a current-thread runtime;
 //!   - `ioman_multishot` (not a peer): ioman with `Lifetime::MultiShot` callbacks registered
 //!     once, which isolates the cost of the one-shot re-arm;
@@ -16,7 +19,7 @@
 //!     registrations made once, each callback reading the byte, writing it on and calling
 //!     `EventManager::rearm` (a flag flip: the kernel keeps its level-triggered registration).
 //!
-//!   After them, `round_trip/interleaved` runs the five in turn for 21 rounds of 20,000
+//!   After them, `round_trip/interleaved` runs the six in turn for 21 rounds of 20,000
 //!   round trips and prints each one's median ratio to mio, which is robust to a machine
 //!   shared with other work (its criterion line is a 1 ns placeholder; read the summary).
 //! * `rearm/*`: GHC's one-shot wait through the manager against raw epoll: one socketpair; per
@@ -318,10 +321,24 @@ struct MioBouncer {
     b2: mio::net::UnixStream,
     a1: UnixStream,
     a2: UnixStream,
+    /// Stop at a read shorter than the buffer instead of reading on to `WouldBlock`.
+    read_once: bool,
 }
 
 impl MioBouncer {
+    /// Reads until `WouldBlock` (two `recv` per hop), the usual edge-triggered loop.
     fn new() -> MioBouncer {
+        MioBouncer::with(false)
+    }
+
+    /// Stops at a short read (one `recv` per hop, as the ioman bouncers make): with
+    /// edge-triggered epoll a byte that arrives later makes a new edge, so a read shorter
+    /// than the buffer has drained the socket (tokio relies on the same).
+    fn read_once() -> MioBouncer {
+        MioBouncer::with(true)
+    }
+
+    fn with(read_once: bool) -> MioBouncer {
         use mio::{Interest as MioInterest, Token};
         let p = Pairs::new();
         let poll = mio::Poll::new().expect("mio poll");
@@ -340,6 +357,7 @@ impl MioBouncer {
             b2,
             a1: p.a1,
             a2: p.a2,
+            read_once,
         }
     }
 }
@@ -370,6 +388,9 @@ impl Bouncer for MioBouncer {
                                 } else {
                                     write_byte(dst);
                                 }
+                            }
+                            if self.read_once && n < buf.len() {
+                                break;
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -521,6 +542,10 @@ fn round_trip_mio(c: &mut Criterion) {
     bench_bouncer(c, "round_trip/mio", MioBouncer::new());
 }
 
+fn round_trip_mio_read_once(c: &mut Criterion) {
+    bench_bouncer(c, "round_trip/mio_read_once", MioBouncer::read_once());
+}
+
 fn round_trip_tokio(c: &mut Criterion) {
     bench_bouncer(c, "round_trip/tokio", TokioBouncer::new());
 }
@@ -536,6 +561,7 @@ fn round_trip_interleaved(c: &mut Criterion) {
     interleaved(c, "round_trip/interleaved", "round trip", || {
         vec![
             ("mio", Box::new(MioBouncer::new()) as Box<dyn Bouncer>),
+            ("mio_read_once", Box::new(MioBouncer::read_once())),
             ("ioman", Box::new(IomanBouncer::new_oneshot())),
             ("ioman_multishot", Box::new(IomanBouncer::new_multishot())),
             ("ioman_rearm", Box::new(IomanBouncer::new_rearm())),
@@ -1021,6 +1047,7 @@ criterion_group!(
     round_trip_ioman_multishot,
     round_trip_ioman_rearm,
     round_trip_mio,
+    round_trip_mio_read_once,
     round_trip_tokio,
     round_trip_interleaved,
     rearm_raw_level,
