@@ -1165,7 +1165,7 @@ fn run_table(conns: usize, opts: &Opts) -> io::Result<()> {
         loadavg()
     );
     println!(
-        "{:<22} | {:>13} | {:>15} | {:>14} | {:>11} | polls, epoll_ctl per RT (ioman Stats)",
+        "{:<22} | {:>13} | {:>15} | {:>14} | {:>11} | per RT (ioman Stats)",
         "server", "round trips/s", "server CPU ns/RT", "vs mio (median)", "ratio range"
     );
     for (i, k) in kinds.iter().enumerate() {
@@ -1185,11 +1185,13 @@ fn run_table(conns: usize, opts: &Opts) -> io::Result<()> {
             match (
                 sum(|s| s.polls),
                 sum(|s| s.backend_registers + s.backend_modifies + s.backend_deregisters),
+                sum(|s| s.wakeups),
             ) {
-                (Some(p), Some(c)) => format!(
-                    "{:.3} polls, {:.5} epoll_ctl",
+                (Some(p), Some(c), Some(w)) => format!(
+                    "{:.3} polls, {:.5} epoll_ctl, {:.5} wakeups",
                     p as f64 / rts.max(1) as f64,
-                    c as f64 / rts.max(1) as f64
+                    c as f64 / rts.max(1) as f64,
+                    w as f64 / rts.max(1) as f64
                 ),
                 _ => String::new(),
             }
