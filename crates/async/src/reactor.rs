@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -179,7 +180,24 @@ struct DirState {
 
 /// Both directions' states: one allocation per source, shared with the callbacks.
 #[derive(Default)]
-struct Dirs([Mutex<DirState>; 2]);
+struct Dirs {
+    state: [Mutex<DirState>; 2],
+    /// A copy of each state's `armed`, written under its lock, read without it by the I/O
+    /// fast path: seeing `false` only means "try the operation", which is always correct.
+    armed: [AtomicBool; 2],
+}
+
+impl Dirs {
+    fn lock(&self, dir: Dir) -> MutexGuard<'_, DirState> {
+        lock(&self.state[dir as usize])
+    }
+
+    /// Sets `armed` (the caller holds `st`, the lock of `dir`).
+    fn set_armed(&self, dir: Dir, st: &mut DirState, armed: bool) {
+        st.armed = armed;
+        self.armed[dir as usize].store(armed, Ordering::Release);
+    }
+}
 
 thread_local! {
     /// Wakers taken out of a state, woken after its lock is released (reused, so a callback
@@ -196,8 +214,8 @@ struct Notifier {
 
 impl Notifier {
     fn fire(&self, readiness: Readiness) {
-        let mut st = lock(&self.dirs.0[self.dir as usize]);
-        st.armed = false;
+        let mut st = self.dirs.lock(self.dir);
+        self.dirs.set_armed(self.dir, &mut st, false);
         st.events = st.events.wrapping_add(1);
         if readiness.is_closed() {
             st.gone = Some(Gone::Closed);
@@ -208,7 +226,7 @@ impl Notifier {
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        let mut st = lock(&self.dirs.0[self.dir as usize]);
+        let mut st = self.dirs.lock(self.dir);
         if st.key.is_none() {
             // Refused (the registering waiter handles its error), or dropped by a shutdown
             // before the key was stored.
@@ -218,7 +236,7 @@ impl Drop for Notifier {
             return;
         }
         st.key = None;
-        st.armed = false;
+        self.dirs.set_armed(self.dir, &mut st, false);
         if st.gone.is_none() {
             st.gone = Some(Gone::Dropped);
         }
@@ -276,7 +294,7 @@ impl Source {
     }
 
     fn state(&self, dir: Dir) -> MutexGuard<'_, DirState> {
-        lock(&self.dirs.0[dir as usize])
+        self.dirs.lock(dir)
     }
 
     fn gone_error(&self, gone: Gone) -> io::Error {
@@ -317,7 +335,7 @@ impl Source {
             // Under our lock: `rearm` never runs or drops a callback.
             return match self.manager.rearm(key, dir.interest()) {
                 Ok(true) => {
-                    st.armed = true;
+                    self.dirs.set_armed(dir, &mut st, true);
                     Ok(st)
                 }
                 Ok(false) => {
@@ -333,7 +351,7 @@ impl Source {
         // drops its callback, and the callback's drop takes the lock). Armed from now on,
         // so that an event that fires before the key is stored is not overwritten.
         st.registering = true;
-        st.armed = true;
+        self.dirs.set_armed(dir, &mut st, true);
         drop(st);
         let notifier = Notifier {
             dirs: Arc::clone(&self.dirs),
@@ -354,14 +372,14 @@ impl Source {
                 Ok(st)
             }
             Ok(_) => {
-                st.armed = false;
+                self.dirs.set_armed(dir, &mut st, false);
                 st.gone = Some(Gone::Dropped);
                 let e = self.gone_error(Gone::Dropped);
                 wake_all(st);
                 Err(e)
             }
             Err(e) => {
-                st.armed = false;
+                self.dirs.set_armed(dir, &mut st, false);
                 // Other waiters stored their wakers while this one registered: let them try
                 // again (and meet the error themselves).
                 wake_all(st);
@@ -381,7 +399,7 @@ impl Source {
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        {
+        if self.dirs.armed[dir as usize].load(Ordering::Acquire) {
             let mut st = self.state(dir);
             if st.armed {
                 store_waker(&mut st.slot, cx);

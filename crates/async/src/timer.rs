@@ -73,6 +73,9 @@ pub struct Timer {
     registered: Option<(TimeoutKey, Arc<Shared>)>,
     /// A spare shared state, reused by the next registration (intervals, resets after firing).
     spare: Option<Arc<Shared>>,
+    /// The waker last stored in the registration's shared state: a poll by the same task
+    /// compares with it and takes no lock.
+    last_waker: Option<Waker>,
 }
 
 impl Timer {
@@ -87,6 +90,7 @@ impl Timer {
             period,
             registered: None,
             spare: None,
+            last_waker: None,
         }
     }
 
@@ -223,13 +227,16 @@ impl Timer {
         };
         if let Some((_, shared)) = &self.registered {
             if !shared.fired.load(Ordering::Acquire) {
-                {
-                    let mut w = lock(&shared.waker);
-                    match &*w {
-                        Some(old) if old.will_wake(cx.waker()) => {}
-                        _ => *w = Some(cx.waker().clone()),
-                    }
+                let same = self
+                    .last_waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()));
+                if same {
+                    return Poll::Pending;
                 }
+                let w = cx.waker().clone();
+                *lock(&shared.waker) = Some(w.clone());
+                self.last_waker = Some(w);
                 // The callback sets `fired` before it takes the waker under the same lock:
                 // either it saw the waker stored above, or `fired` is visible now.
                 if !shared.fired.load(Ordering::Acquire) {
@@ -241,7 +248,9 @@ impl Timer {
             return Poll::Ready(deadline);
         }
         let shared = self.spare.take().unwrap_or_default();
-        *lock(&shared.waker) = Some(cx.waker().clone());
+        let w = cx.waker().clone();
+        *lock(&shared.waker) = Some(w.clone());
+        self.last_waker = Some(w);
         let s = Arc::clone(&shared);
         let registered = m.register_timeout_at(deadline, move |_| {
             s.fired.store(true, Ordering::Release);
