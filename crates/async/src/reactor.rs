@@ -49,8 +49,9 @@ fn global() -> io::Result<&'static Global> {
     }))
 }
 
-/// The process-wide manager that [`Async::new`](crate::Async::new), [`Timer::after`]
-/// (crate::Timer::after) and [`block_on`](crate::block_on) use, created at the first call.
+/// The process-wide manager that [`Async::new`](crate::Async::new),
+/// [`Timer::after`](crate::Timer::after) and [`block_on`](crate::block_on) use, created at
+/// the first call.
 ///
 /// No thread runs its loop at first: [`block_on`](crate::block_on) drives it on the calling
 /// thread while its future waits. The first time a task waits for it on a thread that is

@@ -613,7 +613,7 @@ fn echo() -> io::Result<()> {
                     .map(|(_, c)| c)
                     .sum();
                 let mut top: Vec<_> = p.syscalls.iter().filter(|(n, _)| n != "total").collect();
-                top.sort_by(|a, b| b.1.cmp(&a.1));
+                top.sort_by_key(|x| std::cmp::Reverse(x.1));
                 let parts: Vec<String> = top
                     .iter()
                     .take(6)
