@@ -39,9 +39,13 @@ struct Shared {
 ///   lock, a boxed callback; the loop is woken only when the deadline is earlier than the one
 ///   it sleeps until). Later polls only compare the stored waker (one lock of the timer's own
 ///   state).
-/// - [`set_at`](Self::set_at) / [`set_after`](Self::set_after) on a registered timer move its
-///   timeout ([`EventManager::update_timeout_at`]: O(1) when moved later, never waking the
-///   loop); on an unregistered one they only store the deadline.
+/// - [`set_at`](Self::set_at) / [`set_after`](Self::set_after) to a *later* deadline only
+///   store it (`set_after` reads the manager's clock): the registered timeout stays where it
+///   is, and when it fires, the poll files the timer again at the new deadline. So an idle
+///   timeout pushed back at every message costs one registration per period, not one queue
+///   update per message (tokio's timer wheel defers a reset the same way); the price is one
+///   early wake of the task per such period, never an early completion. An *earlier*
+///   deadline moves the timeout at once ([`EventManager::update_timeout_at`]).
 /// - Dropping a registered timer that has not fired cancels its timeout
 ///   ([`EventManager::unregister_timeout`]).
 /// - An interval registers one timeout per period, at `previous deadline + period`, so it
@@ -69,8 +73,10 @@ pub struct Timer {
     /// `None`: never.
     deadline: Option<Instant>,
     period: Option<Duration>,
-    /// The registered timeout, until its firing is observed or it is cancelled.
-    registered: Option<(TimeoutKey, Arc<Shared>)>,
+    /// The registered timeout, until its firing is observed or it is cancelled, and the
+    /// deadline it was filed at (never later than `deadline`: a deadline moved later is only
+    /// stored, and the registration, when it fires early, is made again).
+    registered: Option<(TimeoutKey, Arc<Shared>, Instant)>,
     /// A spare shared state, reused by the next registration (intervals, resets after firing).
     spare: Option<Arc<Shared>>,
     /// The waker last stored in the registration's shared state: a poll by the same task
@@ -185,8 +191,15 @@ impl Timer {
             self.cancel();
             return;
         };
-        if let Some((key, _)) = &self.registered {
+        if let Some((key, _, filed)) = &mut self.registered {
+            if d >= *filed {
+                // Later (the usual reset of an idle timeout): nothing to tell the manager.
+                // The registration fires at the earlier deadline, and the poll then files
+                // the timer again at this one.
+                return;
+            }
             if m.update_timeout_at(*key, d) {
+                *filed = d;
                 return;
             }
             // It fired meanwhile: register anew at the next poll.
@@ -196,7 +209,7 @@ impl Timer {
 
     /// Cancels the registered timeout, if any.
     fn cancel(&mut self) {
-        if let Some((key, shared)) = self.registered.take() {
+        if let Some((key, shared, _)) = self.registered.take() {
             if let Some(m) = &self.manager {
                 m.unregister_timeout(key);
             }
@@ -206,7 +219,7 @@ impl Timer {
 
     /// Drops the registration after it fired (the callback has run or been dropped).
     fn forget(&mut self) {
-        if let Some((_, shared)) = self.registered.take() {
+        if let Some((_, shared, _)) = self.registered.take() {
             self.keep_spare(shared);
         }
     }
@@ -222,10 +235,11 @@ impl Timer {
 
     /// Polls for the current deadline; on completion moves an interval to its next one.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
-        let (Some(m), Some(deadline)) = (&self.manager, self.deadline) else {
+        let (Some(_), Some(deadline)) = (&self.manager, self.deadline) else {
             return Poll::Pending;
         };
-        if let Some((_, shared)) = &self.registered {
+        if let Some((_, shared, filed)) = &self.registered {
+            let filed = *filed;
             if !shared.fired.load(Ordering::Acquire) {
                 let same = self
                     .last_waker
@@ -244,10 +258,17 @@ impl Timer {
                 }
             }
             self.forget();
-            self.advance(deadline);
-            return Poll::Ready(deadline);
+            if deadline <= filed {
+                self.advance(deadline);
+                return Poll::Ready(deadline);
+            }
+            // Fired at a deadline that was moved later since: file it at the new one (the
+            // task was woken early, once; the timer does not complete early).
         }
         let shared = self.spare.take().unwrap_or_default();
+        let Some(m) = &self.manager else {
+            return Poll::Pending;
+        };
         let w = cx.waker().clone();
         *lock(&shared.waker) = Some(w.clone());
         self.last_waker = Some(w);
@@ -261,7 +282,7 @@ impl Timer {
         });
         if let Ok(key) = registered {
             ensure_driven(m);
-            self.registered = Some((key, shared));
+            self.registered = Some((key, shared, deadline));
         }
         // On error (shut down) the timer never completes, as documented.
         Poll::Pending

@@ -73,19 +73,38 @@ fn set_after_moves_a_registered_timer_and_rearms_a_fired_one() -> io::Result<()>
     let mut t = Timer::after_with(&m, Duration::from_secs(1));
     assert!(poll(&mut t, &w).is_pending());
     t.set_after(Duration::from_secs(5));
+    let registrations = m.live().1;
     clock.advance(Duration::from_secs(2));
     step(&m)?;
-    assert_eq!(w.wakes(), 0, "fired at the old deadline");
-    clock.advance(Duration::from_secs(3));
-    step(&m)?;
+    // Moved later lazily: the old registration fired and woke the task once, but the timer
+    // is not due and files itself again at the new deadline.
     assert_eq!(w.wakes(), 1);
+    assert!(
+        poll(&mut t, &w).is_pending(),
+        "completed at the old deadline"
+    );
+    assert_eq!(m.live().1, registrations);
+    clock.advance(Duration::from_secs(3) - NS);
+    step(&m)?;
+    assert_eq!(w.wakes(), 1, "woken before the new deadline");
+    clock.advance(NS);
+    step(&m)?;
+    assert_eq!(w.wakes(), 2);
+    assert!(poll(&mut t, &w).is_ready());
+    // Moved earlier: the timeout itself moves.
+    let mut t = Timer::after_with(&m, Duration::from_secs(60));
+    assert!(poll(&mut t, &w).is_pending());
+    t.set_after(Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    step(&m)?;
+    assert_eq!(w.wakes(), 3);
     assert!(poll(&mut t, &w).is_ready());
     // After it fired, a reset makes it wait again.
     t.set_after(Duration::from_secs(1));
     assert!(poll(&mut t, &w).is_pending());
     clock.advance(Duration::from_secs(1));
     step(&m)?;
-    assert_eq!(w.wakes(), 2);
+    assert_eq!(w.wakes(), 4);
     assert!(poll(&mut t, &w).is_ready());
     Ok(())
 }

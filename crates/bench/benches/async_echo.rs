@@ -9,10 +9,13 @@
 //! cargo bench -p ioman-bench --bench async_echo
 //! IOMAN_BENCH_CLIENTS=100,1000   connections (default both)
 //! IOMAN_BENCH_SECONDS=3          seconds per point
-//! IOMAN_BENCH_ROUNDS=3           rounds (servers interleaved in each round; medians printed)
+//! IOMAN_BENCH_ROUNDS=3           rounds (servers interleaved in each round; medians printed;
+//!                                0 skips the CPU table, for the counting modes alone)
 //! IOMAN_BENCH_ONLY=echo|timer    one part
 //! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
-//! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c -f)
+//! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
+//! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
+//!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles)
 //! ```
 //!
 //! **Echo.** C connections each send a 64-byte message and wait for its echo, closed loop.
@@ -422,8 +425,30 @@ struct Point {
 
 /// Runs one server in a child process under `clients` connections for `secs` seconds.
 fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Point> {
+    measure_with(kind, clients, secs, strace, false)
+}
+
+fn measure_with(
+    kind: &str,
+    clients: usize,
+    secs: u64,
+    strace: bool,
+    callgrind: bool,
+) -> io::Result<Point> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(&exe)
+    let cg_file = std::env::temp_dir().join(format!("ioman-echo-{}-{kind}.cg", std::process::id()));
+    let mut cmd = if callgrind {
+        let mut c = Command::new("valgrind");
+        c.arg("--tool=callgrind")
+            .arg("--instr-atstart=no")
+            .arg(format!("--callgrind-out-file={}", cg_file.display()))
+            .arg(&exe)
+            .stderr(Stdio::null());
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let mut child = cmd
         .env("IOMAN_ECHO_ROLE", "server")
         .env("IOMAN_ECHO_SERVER", kind)
         .stdin(Stdio::piped())
@@ -461,6 +486,18 @@ fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Po
         tracer = Some(c.stderr(Stdio::null()).spawn()?);
         std::thread::sleep(Duration::from_millis(300));
     }
+    let toggle = |on: &str| {
+        let _ = Command::new("callgrind_control")
+            .arg("-i")
+            .arg(on)
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    if callgrind {
+        toggle("on");
+    }
     writeln!(stdin, "start")?;
     let t0 = load.trips.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -476,6 +513,9 @@ fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Po
         let _ = t.wait();
         syscalls = parse_strace(&std::fs::read_to_string(&trace_file).unwrap_or_default());
         let _ = std::fs::remove_file(&trace_file);
+    }
+    if callgrind {
+        toggle("off");
     }
     writeln!(stdin, "stop")?;
     let t1 = load.trips.load(Ordering::Relaxed);
@@ -496,6 +536,21 @@ fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Po
     }
     let _ = child.wait();
     load.stop();
+    if callgrind {
+        // Instructions executed in user space while collection was on.
+        let text = std::fs::read_to_string(&cg_file).unwrap_or_default();
+        if std::env::var_os("IOMAN_ECHO_CALLGRIND_KEEP").is_some() {
+            println!("  (profile kept: {})", cg_file.display());
+        } else {
+            let _ = std::fs::remove_file(&cg_file);
+        }
+        let total = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        syscalls = vec![("instructions".to_string(), total)];
+    }
     Ok(Point {
         trips: t1 - t0,
         secs: elapsed,
@@ -528,7 +583,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn echo() -> io::Result<()> {
     let secs = env_num("IOMAN_BENCH_SECONDS", 3);
-    let rounds = env_num("IOMAN_BENCH_ROUNDS", 3).max(1) as usize;
+    let rounds = env_num("IOMAN_BENCH_ROUNDS", 3) as usize;
     let clients: Vec<usize> = env_list("IOMAN_BENCH_CLIENTS", "100,1000")
         .iter()
         .filter_map(|c| c.parse().ok())
@@ -538,6 +593,7 @@ fn echo() -> io::Result<()> {
         "callback,ioman-async,ioman-async-thread,async-io,tokio",
     );
     let strace = std::env::var("IOMAN_ECHO_STRACE").is_ok_and(|v| v == "1");
+    let callgrind = std::env::var("IOMAN_ECHO_CALLGRIND").is_ok_and(|v| v == "1");
     for &c in &clients {
         println!(
             "\n## Echo, {MSG}-byte messages, C = {c}, 30 s idle timeout reset per message; \
@@ -578,7 +634,7 @@ fn echo() -> io::Result<()> {
                 ratio[k].push(base.map_or(f64::NAN, |b| per / b));
             }
         }
-        for (k, kind) in kinds.iter().enumerate() {
+        for (k, kind) in kinds.iter().enumerate().filter(|_| rounds > 0) {
             let ctl = ctl[k].map_or("-".to_string(), |x| {
                 format!("{:.3} {:.3} {:.3} (polls {:.2})", x[0], x[1], x[2], x[3])
             });
@@ -624,6 +680,27 @@ fn echo() -> io::Result<()> {
                     kind,
                     total as f64 / t,
                     parts.join(", ")
+                );
+            }
+        }
+        if callgrind {
+            println!(
+                "\nuser-space instructions per round trip (callgrind on the server, C = {c}, \
+                 {secs} s, instrumentation on during the window only):"
+            );
+            let mut base = None;
+            for kind in &kinds {
+                let p = measure_with(kind, c, secs, false, true)?;
+                let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / p.trips.max(1) as f64;
+                if kind == "callback" {
+                    base = Some(ins);
+                }
+                println!(
+                    "  {:<20} {:>9.0} instructions/trip ({} trips){}",
+                    kind,
+                    ins,
+                    p.trips,
+                    base.map_or(String::new(), |b| format!(", {:.3}x callback", ins / b))
                 );
             }
         }
