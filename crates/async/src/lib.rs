@@ -138,7 +138,7 @@ pub use block_on::{block_on, block_on_with};
 pub use reactor::{global_manager, Ready};
 pub use timer::{timeout, timeout_with, Elapsed, Timer};
 
-use reactor::{Dir, Source};
+use reactor::{Dir, SlotCache, Source};
 
 /// An I/O object registered with an [`EventManager`], for use from async code.
 ///
@@ -172,6 +172,8 @@ pub struct Async<T> {
     /// `Some` until `into_inner` or drop takes it.
     io: Option<T>,
     into_fd: fn(T) -> OwnedFd,
+    /// The wakers this `Async`'s own `poll_read` / `poll_write` stored (read, write).
+    caches: [SlotCache; 2],
 }
 
 // `Async` never pins its I/O object.
@@ -207,6 +209,7 @@ impl<T: AsFd + Into<OwnedFd>> Async<T> {
             source: Source::new(Arc::clone(manager), fd),
             io: Some(io),
             into_fd: Into::into,
+            caches: Default::default(),
         }
     }
 }
@@ -409,11 +412,14 @@ impl<T: Read> AsyncRead for Async<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let len = buf.len();
-        let Async { source, io, .. } = this;
+        let Async {
+            source, io, caches, ..
+        } = this;
         let Some(io) = io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        source.poll_io(Dir::Read, cx, || io.read(buf), |&n| short(n, len))
+        let cache = Some(&mut caches[Dir::Read as usize]);
+        source.poll_io(Dir::Read, cx, cache, || io.read(buf), |&n| short(n, len))
     }
 
     fn poll_read_vectored(
@@ -423,11 +429,20 @@ impl<T: Read> AsyncRead for Async<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let len = total(bufs);
-        let Async { source, io, .. } = this;
+        let Async {
+            source, io, caches, ..
+        } = this;
         let Some(io) = io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        source.poll_io(Dir::Read, cx, || io.read_vectored(bufs), |&n| short(n, len))
+        let cache = Some(&mut caches[Dir::Read as usize]);
+        source.poll_io(
+            Dir::Read,
+            cx,
+            cache,
+            || io.read_vectored(bufs),
+            |&n| short(n, len),
+        )
     }
 }
 
@@ -446,7 +461,7 @@ where
         let len = buf.len();
         let mut io = this.get_ref();
         this.source
-            .poll_io(Dir::Read, cx, || io.read(buf), |&n| short(n, len))
+            .poll_io(Dir::Read, cx, None, || io.read(buf), |&n| short(n, len))
     }
 }
 
@@ -457,11 +472,14 @@ impl<T: Write> AsyncWrite for Async<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let Async { source, io, .. } = self.get_mut();
+        let Async {
+            source, io, caches, ..
+        } = self.get_mut();
         let Some(io) = io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        source.poll_io(Dir::Write, cx, || io.write(buf), |_| false)
+        let cache = Some(&mut caches[Dir::Write as usize]);
+        source.poll_io(Dir::Write, cx, cache, || io.write(buf), |_| false)
     }
 
     fn poll_write_vectored(
@@ -469,19 +487,25 @@ impl<T: Write> AsyncWrite for Async<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let Async { source, io, .. } = self.get_mut();
+        let Async {
+            source, io, caches, ..
+        } = self.get_mut();
         let Some(io) = io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        source.poll_io(Dir::Write, cx, || io.write_vectored(bufs), |_| false)
+        let cache = Some(&mut caches[Dir::Write as usize]);
+        source.poll_io(Dir::Write, cx, cache, || io.write_vectored(bufs), |_| false)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Async { source, io, .. } = self.get_mut();
+        let Async {
+            source, io, caches, ..
+        } = self.get_mut();
         let Some(io) = io.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
-        source.poll_io(Dir::Write, cx, || io.flush(), |_| false)
+        let cache = Some(&mut caches[Dir::Write as usize]);
+        source.poll_io(Dir::Write, cx, cache, || io.flush(), |_| false)
     }
 
     /// Flushes. The object is closed when the `Async` is dropped; to half-close a socket,
@@ -503,14 +527,14 @@ where
         let this: &Async<T> = *self;
         let mut io = this.get_ref();
         this.source
-            .poll_io(Dir::Write, cx, || io.write(buf), |_| false)
+            .poll_io(Dir::Write, cx, None, || io.write(buf), |_| false)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this: &Async<T> = *self;
         let mut io = this.get_ref();
         this.source
-            .poll_io(Dir::Write, cx, || io.flush(), |_| false)
+            .poll_io(Dir::Write, cx, None, || io.flush(), |_| false)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -94,15 +94,18 @@ impl Drop for Driving {
 /// yet and this thread is not inside a `block_on` that drives it, starts the loop thread.
 /// Costs a thread-local read and an atomic load once the thread exists.
 pub(crate) fn ensure_driven(m: &Arc<EventManager>) {
-    let Some(g) = GLOBAL.get() else { return };
-    if !Arc::ptr_eq(&g.manager, m) || g.thread.get().is_some() {
+    if GLOBAL_LOOP.load(Ordering::Relaxed) {
         return;
     }
-    if DRIVING.with(|d| d.get()) == manager_id(m) {
+    let Some(g) = GLOBAL.get() else { return };
+    if !Arc::ptr_eq(&g.manager, m) || DRIVING.with(|d| d.get()) == manager_id(m) {
         return;
     }
     start_global_loop(g);
 }
+
+/// Whether the global loop thread was started (so `ensure_driven` is one load from then on).
+static GLOBAL_LOOP: AtomicBool = AtomicBool::new(false);
 
 /// Starts the global loop thread (once). Also used by a `block_on` that finds another thread
 /// already driving the global manager.
@@ -110,6 +113,7 @@ fn start_global_loop(g: &'static Global) {
     // A spawn that fails (no thread can be created) is not retried: `block_on` still drives
     // the manager, and a task of another executor would wait until one does.
     g.thread.get_or_init(|| g.manager.spawn().ok());
+    GLOBAL_LOOP.store(true, Ordering::Relaxed);
 }
 
 /// For `block_on`: when two threads want to drive the global manager at once, a loop thread
@@ -186,6 +190,17 @@ struct Dirs {
     /// A copy of each state's `armed`, written under its lock, read without it by the I/O
     /// fast path: seeing `false` only means "try the operation", which is always correct.
     armed: [AtomicBool; 2],
+    /// Bumped (under the lock) whenever a state's `slot` gets another waker, so an owner
+    /// that remembers which waker it stored ([`SlotCache`]) can skip the lock.
+    slot_gen: [AtomicU64; 2],
+}
+
+/// What the owner of an `Async` remembers of the waker it stored in a direction's slot: a
+/// poll by the same task while the registration is armed then takes no lock.
+#[derive(Default)]
+pub(crate) struct SlotCache {
+    gen: u64,
+    waker: Option<Waker>,
 }
 
 impl Dirs {
@@ -245,9 +260,11 @@ impl Drop for Notifier {
     }
 }
 
-/// Takes every waker out of `st`, releases the lock, then wakes them.
+/// Takes the waiters' wakers out of `st` (and a clone of the slot's), releases the lock,
+/// then wakes them.
 fn wake_all(mut st: MutexGuard<'_, DirState>) {
-    let slot = st.slot.take();
+    // The slot keeps its waker (the task waits again, usually): see `SlotCache`.
+    let slot = st.slot.clone();
     if st.live_waiters == 0 {
         drop(st);
         if let Some(w) = slot {
@@ -397,13 +414,24 @@ impl Source {
         &self,
         dir: Dir,
         cx: &mut Context<'_>,
+        mut cache: Option<&mut SlotCache>,
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         if self.dirs.armed[dir as usize].load(Ordering::Acquire) {
+            if let Some(c) = cache.as_deref() {
+                // Armed, and the slot still holds this task's waker (nobody stored another
+                // since): an event wakes it. If the registration fires right after the load
+                // above, it wakes that waker too.
+                if c.gen == self.dirs.slot_gen[dir as usize].load(Ordering::Acquire)
+                    && c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    return Poll::Pending;
+                }
+            }
             let mut st = self.state(dir);
             if st.armed {
-                store_waker(&mut st.slot, cx);
+                self.store_slot(dir, &mut st, cx, cache);
                 return Poll::Pending;
             }
         }
@@ -416,7 +444,11 @@ impl Source {
                         let st = self.state(dir);
                         if st.key.is_some() {
                             // Best effort: an error shows up at the next wait.
-                            drop(self.arm(dir, st));
+                            if let Ok(mut st) = self.arm(dir, st) {
+                                // The next poll is usually this task's, and finds the slot
+                                // filled.
+                                self.store_slot(dir, &mut st, cx, cache);
+                            }
                         }
                     }
                     return Poll::Ready(Ok(r));
@@ -429,10 +461,33 @@ impl Source {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             if st.armed || st.registering {
-                store_waker(&mut st.slot, cx);
+                self.store_slot(dir, &mut st, cx, cache.as_deref_mut());
                 return Poll::Pending;
             }
             // The registration fired while it was being made: try again.
+        }
+    }
+
+    /// Stores `cx`'s waker in the slot (the lock of `dir` held as `st`), and what was stored
+    /// in `cache`.
+    fn store_slot(
+        &self,
+        dir: Dir,
+        st: &mut DirState,
+        cx: &Context<'_>,
+        cache: Option<&mut SlotCache>,
+    ) {
+        let gen = &self.dirs.slot_gen[dir as usize];
+        if !st.slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.slot = Some(cx.waker().clone());
+            gen.fetch_add(1, Ordering::Release);
+        }
+        if let Some(c) = cache {
+            let now = gen.load(Ordering::Relaxed);
+            if c.gen != now || c.waker.is_none() {
+                c.gen = now;
+                c.waker = st.slot.clone();
+            }
         }
     }
 
@@ -458,7 +513,7 @@ impl Source {
             return Poll::Ready(Ok(()));
         }
         st.slot_since.get_or_insert(since);
-        store_waker(&mut st.slot, cx);
+        self.store_slot(dir, &mut st, cx, None);
         Poll::Pending
     }
 
