@@ -75,7 +75,8 @@
 //! | drop | [`close_fd`](EventManager::close_fd) | `EPOLL_CTL_DEL` (when registered), `close` |
 //! | [`into_inner`](Async::into_inner) | [`unregister_fd`](EventManager::unregister_fd) per registration | `EPOLL_CTL_DEL` (when registered) |
 //! | [`Timer`] first poll | [`register_timeout_at`](EventManager::register_timeout_at) | none (a wakeup write only when it is earlier than the loop's deadline, from another thread) |
-//! | [`Timer::set_at`] | [`update_timeout_at`](EventManager::update_timeout_at) | none |
+//! | [`Timer::set_at`] / [`set_after`](Timer::set_after), later | none (`set_after` reads [`now`](EventManager::now)); the registration is filed again when it fires | none |
+//! | [`Timer::set_at`], earlier | [`update_timeout_at`](EventManager::update_timeout_at) | none |
 //! | [`Timer`] drop before firing | [`unregister_timeout`](EventManager::unregister_timeout) | none |
 //! | [`block_on`] wait | [`step`](EventManager::step) | one `epoll_wait` |
 //!
@@ -95,7 +96,9 @@
 //! - [`readable`](Async::readable) and [`writable`](Async::writable) futures may wait in any
 //!   number on one `Async`: each readiness event wakes them all. The `poll_*` methods
 //!   ([`AsyncRead`], [`AsyncWrite`], [`poll_readable`](Async::poll_readable)) keep one waker
-//!   per direction: the last task to poll is the one woken (as in async-io).
+//!   per direction: the last task to poll is the one woken (as in async-io). That waker is
+//!   kept after a wake (the task usually waits again), so a later readiness may wake a task
+//!   that stopped reading: a spurious wake, never a lost one.
 //! - Cancelling at any `.await` loses no readiness: the kernel registration is
 //!   level-triggered underneath, so the next waiter's re-arm fires at once while the fd is
 //!   still ready.
