@@ -15,7 +15,8 @@
 //! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
 //! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
 //! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
-//!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles)
+//!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles,
+//!                                IOMAN_ECHO_CACHESIM=1 adds cache misses per round trip)
 //! ```
 //!
 //! **Echo.** C connections each send a 64-byte message and wait for its echo, closed loop.
@@ -441,6 +442,11 @@ fn measure_with(
         let mut c = Command::new("valgrind");
         c.arg("--tool=callgrind")
             .arg("--instr-atstart=no")
+            .arg(if std::env::var_os("IOMAN_ECHO_CACHESIM").is_some() {
+                "--cache-sim=yes"
+            } else {
+                "--cache-sim=no"
+            })
             .arg(format!("--callgrind-out-file={}", cg_file.display()))
             .arg(&exe)
             .stderr(Stdio::null());
@@ -544,12 +550,20 @@ fn measure_with(
         } else {
             let _ = std::fs::remove_file(&cg_file);
         }
-        let total = text
-            .lines()
-            .find_map(|l| l.strip_prefix("totals:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        syscalls = vec![("instructions".to_string(), total)];
+        // `events: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw]` (with --cache-sim) names the
+        // columns of `totals:`.
+        let line = |prefix: &str| -> Vec<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let (names, totals) = (line("events:"), line("totals:"));
+        syscalls = names
+            .into_iter()
+            .zip(totals)
+            .filter_map(|(n, v)| Some((n, v.parse().ok()?)))
+            .collect();
     }
     Ok(Point {
         trips: t1 - t0,
@@ -691,16 +705,29 @@ fn echo() -> io::Result<()> {
             let mut base = None;
             for kind in &kinds {
                 let p = measure_with(kind, c, secs, false, true)?;
-                let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / p.trips.max(1) as f64;
+                let t = p.trips.max(1) as f64;
+                let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / t;
                 if kind == "callback" {
                     base = Some(ins);
                 }
+                let misses: Vec<String> = p
+                    .syscalls
+                    .iter()
+                    .skip(1)
+                    .filter(|(n, _)| n.starts_with('D') && n.ends_with("mr") || n.ends_with("mw"))
+                    .map(|(n, v)| format!("{n} {:.2}", *v as f64 / t))
+                    .collect();
                 println!(
-                    "  {:<20} {:>9.0} instructions/trip ({} trips){}",
+                    "  {:<20} {:>9.0} instructions/trip ({} trips){}{}",
                     kind,
                     ins,
                     p.trips,
-                    base.map_or(String::new(), |b| format!(", {:.3}x callback", ins / b))
+                    base.map_or(String::new(), |b| format!(", {:.3}x callback", ins / b)),
+                    if misses.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; misses/trip: {}", misses.join(", "))
+                    }
                 );
             }
         }
