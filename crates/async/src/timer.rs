@@ -1,6 +1,7 @@
 //! Timers on the manager's timer queue: [`Timer`] (a future, and a stream for intervals) and
 //! [`timeout`].
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -20,6 +21,33 @@ use crate::reactor::{ensure_driven, lock};
 struct Shared {
     fired: AtomicBool,
     waker: Mutex<Option<Waker>>,
+}
+
+thread_local! {
+    /// Reset shared states of dropped timers, reused by the next registrations on this
+    /// thread, so a timer made and dropped in a loop allocates only the manager's callback.
+    static SPARES: RefCell<Vec<Arc<Shared>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most spare states a thread keeps.
+const SPARES_KEPT: usize = 64;
+
+fn take_spare() -> Arc<Shared> {
+    SPARES
+        .try_with(|s| s.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn give_spare(shared: Arc<Shared>) {
+    let _ = SPARES.try_with(|s| {
+        if let Ok(mut v) = s.try_borrow_mut() {
+            if v.len() < SPARES_KEPT {
+                v.push(shared);
+            }
+        }
+    });
 }
 
 /// A timer on an [`EventManager`]'s timer queue: a [`Future`] that completes at its
@@ -265,7 +293,7 @@ impl Timer {
             // Fired at a deadline that was moved later since: file it at the new one (the
             // task was woken early, once; the timer does not complete early).
         }
-        let shared = self.spare.take().unwrap_or_default();
+        let shared = self.spare.take().unwrap_or_else(take_spare);
         let Some(m) = &self.manager else {
             return Poll::Pending;
         };
@@ -320,6 +348,9 @@ impl Stream for Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         self.cancel();
+        if let Some(spare) = self.spare.take() {
+            give_spare(spare);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! IOMAN_BENCH_ROUNDS=3           rounds (servers interleaved in each round; medians printed;
 //!                                0 skips the CPU table, for the counting modes alone)
 //! IOMAN_BENCH_ONLY=echo|timer    one part
+//! IOMAN_TIMER_LOOP=kind,n        n timer cycles only (ioman-async|tokio), for callgrind
 //! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
 //! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
 //! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
@@ -786,9 +787,53 @@ fn timers() {
     c.final_summary();
 }
 
+/// `IOMAN_TIMER_LOOP=kind,n`: `n` create+poll+reset+drop cycles of one timer kind, in a
+/// function of its own, for an instruction count that does not vary between runs:
+/// `valgrind --tool=callgrind --toggle-collect='*timer_loop*'` (then `totals / n`).
+#[inline(never)]
+fn timer_loop(kind: &str, n: u64) {
+    use std::task::Waker;
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    match kind {
+        "ioman-async" => {
+            let Ok(m) = EventManager::new() else { return };
+            let m = Arc::new(m);
+            for _ in 0..n {
+                let mut t = ioman_async::Timer::after_with(&m, Duration::from_secs(30));
+                let _ = Pin::new(&mut t).poll(&mut cx);
+                t.set_after(Duration::from_secs(31));
+                drop(std::hint::black_box(t));
+            }
+        }
+        "tokio" => {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            else {
+                return;
+            };
+            let _guard = rt.enter();
+            for _ in 0..n {
+                let t = tokio::time::sleep(Duration::from_secs(30));
+                let mut t = std::pin::pin!(t);
+                let _ = t.as_mut().poll(&mut cx);
+                t.as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_secs(31));
+            }
+        }
+        _ => {}
+    }
+}
+
 fn main() -> io::Result<()> {
     if std::env::var("IOMAN_ECHO_ROLE").as_deref() == Ok("server") {
         return server_role();
+    }
+    if let Ok(spec) = std::env::var("IOMAN_TIMER_LOOP") {
+        let (kind, n) = spec.split_once(',').unwrap_or((spec.as_str(), "100000"));
+        timer_loop(kind, n.parse().unwrap_or(100_000));
+        return Ok(());
     }
     let only = std::env::var("IOMAN_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "timer" {
