@@ -14,6 +14,8 @@
 //! IOMAN_BENCH_ONLY=echo|timer    one part
 //! IOMAN_TIMER_LOOP=kind,n        n timer cycles only (ioman-async|tokio), for callgrind
 //! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
+//! IOMAN_ECHO_SERVER_CPU=1        run each server under `taskset -c 1` (run this binary under
+//!                                `taskset -c 0` to keep the load generator off that core)
 //! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
 //! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
 //!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles,
@@ -451,6 +453,11 @@ fn measure_with(
             .arg(format!("--callgrind-out-file={}", cg_file.display()))
             .arg(&exe)
             .stderr(Stdio::null());
+        c
+    } else if let Ok(cpu) = std::env::var("IOMAN_ECHO_SERVER_CPU") {
+        // Pinned, so the server's CPU time does not depend on where the scheduler puts it.
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu).arg(&exe);
         c
     } else {
         Command::new(&exe)
