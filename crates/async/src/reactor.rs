@@ -1,0 +1,648 @@
+//! The reactor side: the global manager and its lazily started loop thread, and the
+//! [`Source`] each [`Async`](crate::Async) registers: one `Rearmable` registration per
+//! direction, made at the first wait in that direction and re-armed (no syscall in steady
+//! state) at each later one.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use ioman::{EventManager, FdKey, Interest, Lifetime, LoopHandle, Readiness, ShutDown};
+
+/// Locks `m`, ignoring poisoning: every critical section here leaves the state consistent
+/// (a panic can only come from a waker's `clone`, before anything is changed).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// The global manager
+
+struct Global {
+    manager: Arc<EventManager>,
+    /// The loop thread, started by the first wait made outside [`block_on`](crate::block_on).
+    /// Kept for the rest of the process (a `static` is never dropped).
+    thread: OnceLock<Option<LoopHandle>>,
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+
+/// Serialises the creation of the global manager, so that a failed attempt (no fd left) is
+/// retried by the next caller instead of being remembered.
+static GLOBAL_INIT: Mutex<()> = Mutex::new(());
+
+fn global() -> io::Result<&'static Global> {
+    if let Some(g) = GLOBAL.get() {
+        return Ok(g);
+    }
+    let _init = lock(&GLOBAL_INIT);
+    if let Some(g) = GLOBAL.get() {
+        return Ok(g);
+    }
+    let manager = Arc::new(EventManager::new()?);
+    Ok(GLOBAL.get_or_init(|| Global {
+        manager,
+        thread: OnceLock::new(),
+    }))
+}
+
+/// The process-wide manager that [`Async::new`](crate::Async::new),
+/// [`Timer::after`](crate::Timer::after) and [`block_on`](crate::block_on) use, created at
+/// the first call.
+///
+/// No thread runs its loop at first: [`block_on`](crate::block_on) drives it on the calling
+/// thread while its future waits. The first time a task waits for it on a thread that is
+/// not inside `block_on` (a task of another executor), a loop thread named `ioman-loop` is
+/// started, and runs for the rest of the process; from then on `block_on` only parks.
+///
+/// # Errors
+///
+/// When the manager cannot be created (no fd left: `EMFILE`); the next call tries again.
+pub fn global_manager() -> io::Result<Arc<EventManager>> {
+    global().map(|g| Arc::clone(&g.manager))
+}
+
+thread_local! {
+    /// The manager the `block_on` running on this thread drives (its address), 0 if none.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+}
+
+pub(crate) fn manager_id(m: &Arc<EventManager>) -> usize {
+    Arc::as_ptr(m) as usize
+}
+
+/// Marks the current thread as driving `m` until dropped (restoring the outer value, for a
+/// `block_on` nested in a future of another).
+pub(crate) struct Driving(usize);
+
+impl Driving {
+    pub(crate) fn enter(m: &Arc<EventManager>) -> Driving {
+        Driving(DRIVING.with(|d| d.replace(manager_id(m))))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(self.0));
+    }
+}
+
+/// Called before a task waits on `m`: when `m` is the global manager, no loop thread runs it
+/// yet and this thread is not inside a `block_on` that drives it, starts the loop thread.
+/// Costs a thread-local read and an atomic load once the thread exists.
+pub(crate) fn ensure_driven(m: &Arc<EventManager>) {
+    if GLOBAL_LOOP.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(g) = GLOBAL.get() else { return };
+    if !Arc::ptr_eq(&g.manager, m) || DRIVING.with(|d| d.get()) == manager_id(m) {
+        return;
+    }
+    start_global_loop(g);
+}
+
+/// Whether the global loop thread was started (so `ensure_driven` is one load from then on).
+static GLOBAL_LOOP: AtomicBool = AtomicBool::new(false);
+
+/// Starts the global loop thread (once). Also used by a `block_on` that finds another thread
+/// already driving the global manager.
+fn start_global_loop(g: &'static Global) {
+    // A spawn that fails (no thread can be created) is not retried: `block_on` still drives
+    // the manager, and a task of another executor would wait until one does.
+    g.thread.get_or_init(|| g.manager.spawn().ok());
+    GLOBAL_LOOP.store(true, Ordering::Relaxed);
+}
+
+/// For `block_on`: when two threads want to drive the global manager at once, a loop thread
+/// serves both.
+pub(crate) fn global_contended(m: &Arc<EventManager>) {
+    if let Some(g) = GLOBAL.get() {
+        if Arc::ptr_eq(&g.manager, m) {
+            start_global_loop(g);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources
+
+/// Index of a direction in [`Dirs`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Read = 0,
+    Write = 1,
+}
+
+impl Dir {
+    fn interest(self) -> Interest {
+        match self {
+            Dir::Read => Interest::READ,
+            Dir::Write => Interest::WRITE,
+        }
+    }
+}
+
+/// Why a direction can wait no more.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Gone {
+    /// Its fd was closed through the manager (`close_fd`): told `CLOSED`.
+    Closed,
+    /// The manager dropped the registration without a `CLOSED` (it was shut down).
+    Dropped,
+}
+
+/// One direction's state.
+#[derive(Default)]
+struct DirState {
+    /// The registration, once made.
+    key: Option<FdKey>,
+    /// A registration is being made by one waiter (without this lock held: a refused
+    /// registration drops its callback, whose drop takes this lock).
+    registering: bool,
+    /// The callback of a registration being made was dropped before its key was stored (the
+    /// manager was shut down in between).
+    orphaned: bool,
+    /// The registration waits for the next readiness: re-armed (or made) and not fired since.
+    /// While it is set the fd is known not to be ready, so an I/O attempt is skipped.
+    armed: bool,
+    /// Readiness events delivered so far (waiter futures compare it).
+    events: u64,
+    gone: Option<Gone>,
+    /// The waker of `poll_read`/`poll_write`/`poll_readable`/`poll_writable` (one task).
+    slot: Option<Waker>,
+    /// `events` when `poll_readable`/`poll_writable` last armed, `None` when not waiting.
+    slot_since: Option<u64>,
+    /// The wakers of [`Ready`] futures, by index; `None` for a free or already woken entry.
+    waiters: Vec<Option<Waker>>,
+    /// Free indices of `waiters`.
+    free: Vec<usize>,
+    /// Live entries of `waiters` (so the callback skips the scan when there are none).
+    live_waiters: usize,
+}
+
+/// Both directions' states: one allocation per source, shared with the callbacks.
+#[derive(Default)]
+struct Dirs {
+    state: [Mutex<DirState>; 2],
+    /// A copy of each state's `armed`, written under its lock, read without it by the I/O
+    /// fast path: seeing `false` only means "try the operation", which is always correct.
+    armed: [AtomicBool; 2],
+    /// Bumped (under the lock) whenever a state's `slot` gets another waker, so an owner
+    /// that remembers which waker it stored ([`SlotCache`]) can skip the lock.
+    slot_gen: [AtomicU64; 2],
+}
+
+/// What the owner of an `Async` remembers of the waker it stored in a direction's slot: a
+/// poll by the same task while the registration is armed then takes no lock.
+#[derive(Default)]
+pub(crate) struct SlotCache {
+    gen: u64,
+    waker: Option<Waker>,
+}
+
+impl Dirs {
+    fn lock(&self, dir: Dir) -> MutexGuard<'_, DirState> {
+        lock(&self.state[dir as usize])
+    }
+
+    /// Sets `armed` (the caller holds `st`, the lock of `dir`).
+    fn set_armed(&self, dir: Dir, st: &mut DirState, armed: bool) {
+        st.armed = armed;
+        self.armed[dir as usize].store(armed, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// Wakers taken out of a state, woken after its lock is released (reused, so a callback
+    /// allocates nothing in steady state; taken, not borrowed, so a reentrant use is safe).
+    static SCRATCH: Cell<Vec<Waker>> = const { Cell::new(Vec::new()) };
+}
+
+/// Moved into a registration's callback: tells the direction about each event, and about the
+/// end of the registration when the manager drops the callback.
+struct Notifier {
+    dirs: Arc<Dirs>,
+    dir: Dir,
+}
+
+impl Notifier {
+    fn fire(&self, readiness: Readiness) {
+        let mut st = self.dirs.lock(self.dir);
+        self.dirs.set_armed(self.dir, &mut st, false);
+        st.events = st.events.wrapping_add(1);
+        if readiness.is_closed() {
+            st.gone = Some(Gone::Closed);
+        }
+        wake_all(st);
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let mut st = self.dirs.lock(self.dir);
+        if st.key.is_none() {
+            // Refused (the registering waiter handles its error), or dropped by a shutdown
+            // before the key was stored.
+            if st.registering {
+                st.orphaned = true;
+            }
+            return;
+        }
+        st.key = None;
+        self.dirs.set_armed(self.dir, &mut st, false);
+        if st.gone.is_none() {
+            st.gone = Some(Gone::Dropped);
+        }
+        wake_all(st);
+    }
+}
+
+/// Takes the waiters' wakers out of `st` (and a clone of the slot's), releases the lock,
+/// then wakes them.
+fn wake_all(mut st: MutexGuard<'_, DirState>) {
+    // The slot keeps its waker (the task waits again, usually): see `SlotCache`.
+    let slot = st.slot.clone();
+    if st.live_waiters == 0 {
+        drop(st);
+        if let Some(w) = slot {
+            w.wake();
+        }
+        return;
+    }
+    let mut wakers = SCRATCH.with(|s| s.take());
+    wakers.extend(slot);
+    wakers.extend(st.waiters.iter_mut().filter_map(Option::take));
+    drop(st);
+    for w in wakers.drain(..) {
+        w.wake();
+    }
+    SCRATCH.with(|s| s.set(wakers));
+}
+
+/// Stores `cx`'s waker in `slot`, cloning only when it would wake another task.
+fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// What an `Async` owns besides its I/O object: its manager, its fd number and the state of
+/// both directions.
+pub(crate) struct Source {
+    manager: Arc<EventManager>,
+    fd: RawFd,
+    dirs: Arc<Dirs>,
+}
+
+impl Source {
+    pub(crate) fn new(manager: Arc<EventManager>, fd: RawFd) -> Source {
+        Source {
+            manager,
+            fd,
+            dirs: Arc::default(),
+        }
+    }
+
+    pub(crate) fn manager(&self) -> &Arc<EventManager> {
+        &self.manager
+    }
+
+    fn state(&self, dir: Dir) -> MutexGuard<'_, DirState> {
+        self.dirs.lock(dir)
+    }
+
+    fn gone_error(&self, gone: Gone) -> io::Error {
+        match gone {
+            Gone::Closed => io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the fd was closed through the event manager",
+            ),
+            Gone::Dropped
+                if matches!(
+                    self.manager.state(),
+                    ioman::State::Dying | ioman::State::Finished
+                ) =>
+            {
+                io::Error::other(ShutDown)
+            }
+            Gone::Dropped => io::Error::other("the event manager dropped the fd registration"),
+        }
+    }
+
+    /// Makes sure the registration of `dir` waits for the next readiness. Called with the
+    /// state locked; may release and take the lock again (to register), so the caller must
+    /// look at the state afresh afterwards. Costs nothing when armed already, no syscall for a
+    /// re-arm in steady state, one `EPOLL_CTL_ADD`/`MOD` for the first wait in a direction.
+    fn arm<'a>(
+        &'a self,
+        dir: Dir,
+        mut st: MutexGuard<'a, DirState>,
+    ) -> io::Result<MutexGuard<'a, DirState>> {
+        if st.armed || st.registering {
+            return Ok(st);
+        }
+        if let Some(gone) = st.gone {
+            return Err(self.gone_error(gone));
+        }
+        ensure_driven(&self.manager);
+        if let Some(key) = st.key {
+            // Under our lock: `rearm` never runs or drops a callback.
+            return match self.manager.rearm(key, dir.interest()) {
+                Ok(true) => {
+                    self.dirs.set_armed(dir, &mut st, true);
+                    Ok(st)
+                }
+                Ok(false) => {
+                    // The manager no longer knows it (shut down, or closed): the callback's
+                    // drop says which, or is about to.
+                    let gone = *st.gone.get_or_insert(Gone::Dropped);
+                    Err(self.gone_error(gone))
+                }
+                Err(e) => Err(e),
+            };
+        }
+        // First wait in this direction: register, without our lock (a refused registration
+        // drops its callback, and the callback's drop takes the lock). Armed from now on,
+        // so that an event that fires before the key is stored is not overwritten.
+        st.registering = true;
+        self.dirs.set_armed(dir, &mut st, true);
+        drop(st);
+        let notifier = Notifier {
+            dirs: Arc::clone(&self.dirs),
+            dir,
+        };
+        let r = self.manager.register_fd(
+            self.fd,
+            dir.interest(),
+            Lifetime::Rearmable,
+            move |_, _, readiness| notifier.fire(readiness),
+        );
+        let mut st = self.state(dir);
+        st.registering = false;
+        let orphaned = std::mem::take(&mut st.orphaned);
+        match r {
+            Ok(key) if !orphaned => {
+                st.key = Some(key);
+                Ok(st)
+            }
+            Ok(_) => {
+                self.dirs.set_armed(dir, &mut st, false);
+                st.gone = Some(Gone::Dropped);
+                let e = self.gone_error(Gone::Dropped);
+                wake_all(st);
+                Err(e)
+            }
+            Err(e) => {
+                self.dirs.set_armed(dir, &mut st, false);
+                // Other waiters stored their wakers while this one registered: let them try
+                // again (and meet the error themselves).
+                wake_all(st);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `op` unless the direction is known not to be ready; on `WouldBlock` arms the
+    /// registration and stores the task's waker. `drained(&r)` says that a successful result
+    /// shows the fd drained (a short read of a stream): then the registration is armed at
+    /// once, so the next call skips the attempt that would only say `WouldBlock`.
+    pub(crate) fn poll_io<R>(
+        &self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        mut cache: Option<&mut SlotCache>,
+        mut op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        if self.dirs.armed[dir as usize].load(Ordering::Acquire) {
+            if let Some(c) = cache.as_deref() {
+                // Armed, and the slot still holds this task's waker (nobody stored another
+                // since): an event wakes it. If the registration fires right after the load
+                // above, it wakes that waker too.
+                if c.gen == self.dirs.slot_gen[dir as usize].load(Ordering::Acquire)
+                    && c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    return Poll::Pending;
+                }
+            }
+            let mut st = self.state(dir);
+            if st.armed {
+                self.store_slot(dir, &mut st, cx, cache);
+                return Poll::Pending;
+            }
+        }
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(r) => {
+                    if drained(&r) {
+                        let st = self.state(dir);
+                        if st.key.is_some() {
+                            // Best effort: an error shows up at the next wait.
+                            if let Ok(mut st) = self.arm(dir, st) {
+                                // The next poll is usually this task's, and finds the slot
+                                // filled.
+                                self.store_slot(dir, &mut st, cx, cache);
+                            }
+                        }
+                    }
+                    return Poll::Ready(Ok(r));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let st = self.state(dir);
+            let mut st = match self.arm(dir, st) {
+                Ok(st) => st,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if st.armed || st.registering {
+                self.store_slot(dir, &mut st, cx, cache.as_deref_mut());
+                return Poll::Pending;
+            }
+            // The registration fired while it was being made: try again.
+        }
+    }
+
+    /// Stores `cx`'s waker in the slot (the lock of `dir` held as `st`), and what was stored
+    /// in `cache`.
+    fn store_slot(
+        &self,
+        dir: Dir,
+        st: &mut DirState,
+        cx: &Context<'_>,
+        cache: Option<&mut SlotCache>,
+    ) {
+        let gen = &self.dirs.slot_gen[dir as usize];
+        if !st.slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.slot = Some(cx.waker().clone());
+            gen.fetch_add(1, Ordering::Release);
+        }
+        if let Some(c) = cache {
+            let now = gen.load(Ordering::Relaxed);
+            if c.gen != now || c.waker.is_none() {
+                c.gen = now;
+                c.waker = st.slot.clone();
+            }
+        }
+    }
+
+    /// `poll_readable`/`poll_writable`: ready once an event arrived since the previous call
+    /// that returned `Pending` (the first call arms and waits).
+    pub(crate) fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.state(dir);
+        if let Some(since) = st.slot_since {
+            if st.events != since {
+                st.slot_since = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        if let Some(gone) = st.gone {
+            return Poll::Ready(Err(self.gone_error(gone)));
+        }
+        let since = st.events;
+        let mut st = match self.arm(dir, st) {
+            Ok(st) => st,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if st.events != since {
+            return Poll::Ready(Ok(()));
+        }
+        st.slot_since.get_or_insert(since);
+        self.store_slot(dir, &mut st, cx, None);
+        Poll::Pending
+    }
+
+    /// The state of a [`Ready`] future: its waiter index and the event count it started at.
+    fn poll_waiter(
+        &self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        waiter: &mut Option<(usize, u64)>,
+    ) -> Poll<io::Result<()>> {
+        let mut st = self.state(dir);
+        if let Some((i, since)) = *waiter {
+            if st.events != since {
+                remove_waiter(&mut st, i);
+                *waiter = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        if let Some(gone) = st.gone {
+            if let Some((i, _)) = waiter.take() {
+                remove_waiter(&mut st, i);
+            }
+            return Poll::Ready(Err(self.gone_error(gone)));
+        }
+        let since = match *waiter {
+            Some((_, since)) => since,
+            None => st.events,
+        };
+        let mut st = match self.arm(dir, st) {
+            Ok(st) => st,
+            Err(e) => {
+                if let Some((i, _)) = waiter.take() {
+                    remove_waiter(&mut self.state(dir), i);
+                }
+                return Poll::Ready(Err(e));
+            }
+        };
+        if st.events != since {
+            if let Some((i, _)) = waiter.take() {
+                remove_waiter(&mut st, i);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        match *waiter {
+            Some((i, _)) => store_waker(&mut st.waiters[i], cx),
+            None => {
+                let w = Some(cx.waker().clone());
+                let i = match st.free.pop() {
+                    Some(i) => {
+                        st.waiters[i] = w;
+                        i
+                    }
+                    None => {
+                        st.waiters.push(w);
+                        st.waiters.len() - 1
+                    }
+                };
+                st.live_waiters += 1;
+                *waiter = Some((i, since));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Takes the registrations' keys out (for `into_inner`), so they can be unregistered
+    /// outside the locks.
+    pub(crate) fn take_keys(&self) -> [Option<FdKey>; 2] {
+        [
+            self.state(Dir::Read).key.take(),
+            self.state(Dir::Write).key.take(),
+        ]
+    }
+}
+
+fn remove_waiter(st: &mut DirState, i: usize) {
+    if let Some(w) = st.waiters.get_mut(i) {
+        *w = None;
+        st.free.push(i);
+        st.live_waiters = st.live_waiters.saturating_sub(1);
+    }
+}
+
+/// The future of [`Async::readable`](crate::Async::readable) and
+/// [`Async::writable`](crate::Async::writable): ready at the next readiness event in its
+/// direction (at once, after one loop iteration, if the fd is ready already).
+///
+/// Any number of them may wait on one `Async` at a time, from any tasks: an event wakes them
+/// all. Dropping one before it completes removes its waker; an event it was woken for but
+/// did not observe is not lost for the others, because the registration is level-triggered
+/// underneath: the next waiter's re-arm fires at once while the fd stays ready.
+#[must_use = "futures do nothing unless polled"]
+pub struct Ready<'a> {
+    source: &'a Source,
+    dir: Dir,
+    waiter: Option<(usize, u64)>,
+}
+
+impl<'a> Ready<'a> {
+    pub(crate) fn new(source: &'a Source, dir: Dir) -> Ready<'a> {
+        Ready {
+            source,
+            dir,
+            waiter: None,
+        }
+    }
+}
+
+impl std::future::Future for Ready<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.source.poll_waiter(this.dir, cx, &mut this.waiter)
+    }
+}
+
+impl Drop for Ready<'_> {
+    fn drop(&mut self) {
+        if let Some((i, _)) = self.waiter.take() {
+            remove_waiter(&mut self.source.state(self.dir), i);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ready<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready")
+            .field("fd", &self.source.fd)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}

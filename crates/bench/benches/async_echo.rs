@@ -1,0 +1,853 @@
+//! Loopback echo with per-connection idle timeouts, served by `ioman-async` on an executor
+//! beside `async-io` on the same executor, tokio's current-thread runtime and a callback
+//! `EventManager` server; plus a `Timer` micro-benchmark against tokio's `sleep`.
+//!
+//! A measurement run, not a criterion statistic (except the timer part): a custom `main`
+//! prints tables.
+//!
+//! ```text
+//! cargo bench -p ioman-bench --bench async_echo
+//! IOMAN_BENCH_CLIENTS=100,1000   connections (default both)
+//! IOMAN_BENCH_SECONDS=3          seconds per point
+//! IOMAN_BENCH_ROUNDS=3           rounds (servers interleaved in each round; medians printed;
+//!                                0 skips the CPU table, for the counting modes alone)
+//! IOMAN_BENCH_ONLY=echo|timer    one part
+//! IOMAN_TIMER_LOOP=kind,n        n timer cycles only (ioman-async|tokio), for callgrind
+//! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
+//! IOMAN_ECHO_SERVER_CPU=1        run each server under `taskset -c 1` (run this binary under
+//!                                `taskset -c 0` to keep the load generator off that core)
+//! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
+//! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
+//!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles,
+//!                                IOMAN_ECHO_CACHESIM=1 adds cache misses per round trip)
+//! ```
+//!
+//! **Echo.** C connections each send a 64-byte message and wait for its echo, closed loop.
+//! Every server holds a 30 s idle timeout per connection, reset at each message: the callback
+//! server with `update_timeout`, the async ones with a per-connection timer reset per message
+//! (`Timer::set_after`, `async_io::Timer::set_after`, tokio `Sleep::reset`) raced against the
+//! read. Each server runs in a child process (this binary with `IOMAN_ECHO_ROLE=server`) on
+//! one thread, so its CPU time (`/proc/self/stat`, user + system) is its own; the load
+//! generator (an ioman callback client on one thread) runs in this process. The figure is
+//! server CPU per round trip, and the ratio to the callback server of the same round.
+//!
+//! - `callback`: `EventManager::run`, a `Rearmable` registration per connection re-armed
+//!   after each message, `update_timeout` per message.
+//! - `ioman-async`: `ioman_async::block_on(LocalExecutor::run(..))`: tasks and the manager's
+//!   loop on one thread.
+//! - `ioman-async-thread`: the same tasks under `futures::executor::block_on`, so the
+//!   global manager's loop runs on its own thread (the configuration where a still-ready fd
+//!   can be seen by the loop before the task reads it, and trimmed).
+//! - `async-io`: `async_io::block_on(LocalExecutor::run(..))`, `async_io::Async`.
+//! - `tokio`: current-thread runtime, `tokio::net::TcpStream`, `select!` on read and sleep.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ioman::{EventManager, Interest, Lifetime, Readiness};
+
+const MSG: usize = 64;
+const IDLE: Duration = Duration::from_secs(30);
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// CPU time (user + system) this process used so far, from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers (each in a child process)
+
+/// The callback server: one `Rearmable` registration per connection, re-armed after each
+/// message; one timeout per connection, moved per message.
+fn serve_callback(listener: TcpListener) -> io::Result<Arc<EventManager>> {
+    let m = Arc::new(EventManager::new()?);
+    listener.set_nonblocking(true)?;
+    let lfd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    m.register_fd(lfd, Interest::READ, Lifetime::MultiShot, move |m, _, _| {
+        while let Ok((s, _)) = listener.accept() {
+            if s.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = s.set_nodelay(true);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+            let mut conn = Some(s);
+            let mut timer = None;
+            let mut buf = [0u8; 4096];
+            let r = m.register_fd(
+                fd,
+                Interest::READ,
+                Lifetime::Rearmable,
+                move |m: &EventManager, key, r: Readiness| {
+                    if r.is_closed() {
+                        return;
+                    }
+                    let Some(s) = conn.as_mut() else { return };
+                    let mut close = false;
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                close = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).is_err() {
+                                    close = true;
+                                    break;
+                                }
+                                if n < buf.len() {
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(_) => {
+                                close = true;
+                                break;
+                            }
+                        }
+                    }
+                    if close {
+                        if let Some(t) = timer.take() {
+                            m.unregister_timeout(t);
+                        }
+                        if let Some(s) = conn.take() {
+                            m.close_fd(s);
+                        }
+                        return;
+                    }
+                    match timer {
+                        Some(t) => {
+                            m.update_timeout(t, IDLE);
+                        }
+                        None => {
+                            // Idle for 30 s: closed through the manager. (Never reached in
+                            // the benchmark; it only has to be held and moved.)
+                            let dup = s.try_clone().ok();
+                            timer = m
+                                .register_timeout(IDLE, move |_| {
+                                    // The read side sees end of file and closes.
+                                    if let Some(d) = dup {
+                                        let _ = d.shutdown(std::net::Shutdown::Both);
+                                    }
+                                })
+                                .ok();
+                        }
+                    }
+                    let _ = m.rearm(key, Interest::READ);
+                },
+            );
+            drop(r);
+        }
+    })?;
+    Ok(m)
+}
+
+/// A read raced against an idle timer: `None` when the timer fired first.
+async fn or_idle<F: Future + Unpin, T: Future + Unpin>(
+    read: F,
+    timer: &mut T,
+) -> Option<F::Output> {
+    let mut read = read;
+    std::future::poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(r) = Pin::new(&mut read).poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        match Pin::new(&mut *timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn ioman_conn(mut s: ioman_async::Async<TcpStream>) {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.get_ref().set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    let mut idle = ioman_async::Timer::after_with(s.manager(), IDLE);
+    loop {
+        match or_idle(s.read(&mut buf), &mut idle).await {
+            Some(Ok(n)) if n > 0 => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                idle.set_after(IDLE);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn serve_ioman_async(listener: TcpListener, own_thread: bool) -> io::Result<()> {
+    let listener = ioman_async::Async::new(listener)?;
+    let ex = async_executor::LocalExecutor::new();
+    let server = ex.run(async {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => ex.spawn(ioman_conn(s)).detach(),
+                Err(_) => return,
+            }
+        }
+    });
+    if own_thread {
+        futures::executor::block_on(server);
+    } else {
+        ioman_async::block_on(server);
+    }
+    Ok(())
+}
+
+async fn async_io_conn(mut s: async_io::Async<TcpStream>) {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.get_ref().set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    let mut idle = async_io::Timer::after(IDLE);
+    loop {
+        match or_idle(s.read(&mut buf), &mut idle).await {
+            Some(Ok(n)) if n > 0 => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                idle.set_after(IDLE);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn serve_async_io(listener: TcpListener) -> io::Result<()> {
+    let listener = async_io::Async::new(listener)?;
+    let ex = async_executor::LocalExecutor::new();
+    async_io::block_on(ex.run(async {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => ex.spawn(async_io_conn(s)).detach(),
+                Err(_) => return,
+            }
+        }
+    }));
+    Ok(())
+}
+
+async fn tokio_conn(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            biased;
+            r = s.read(&mut buf) => match r {
+                Ok(n) if n > 0 => {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+                }
+                _ => return,
+            },
+            _ = &mut idle => return,
+        }
+    }
+}
+
+fn serve_tokio(listener: TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (s, _) = listener.accept().await?;
+            tokio::spawn(tokio_conn(s));
+        }
+    })
+}
+
+/// The server role: serves on a thread until stdin closes, then prints its CPU time and
+/// (for the ioman servers) the manager's backend calls.
+fn server_role() -> io::Result<()> {
+    let kind = std::env::var("IOMAN_ECHO_SERVER").unwrap_or_default();
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut manager = None;
+    match kind.as_str() {
+        "callback" => {
+            let m = serve_callback(listener)?;
+            manager = Some(Arc::clone(&m));
+            std::thread::spawn(move || m.run());
+        }
+        "ioman-async" | "ioman-async-thread" => {
+            manager = Some(ioman_async::global_manager()?);
+            let own = kind == "ioman-async-thread";
+            std::thread::spawn(move || serve_ioman_async(listener, own));
+        }
+        "async-io" => {
+            std::thread::spawn(move || serve_async_io(listener));
+        }
+        "tokio" => {
+            std::thread::spawn(move || serve_tokio(listener));
+        }
+        other => return Err(io::Error::other(format!("unknown server {other:?}"))),
+    }
+    println!("addr {addr}");
+    io::stdout().flush()?;
+    // "start" opens the measured window, "stop" closes it (or end of input).
+    let mut lines = io::stdin().lock().lines();
+    let _ = lines.next();
+    let before = cpu_time();
+    let stats_before = manager.as_ref().map(|m| m.stats());
+    let _ = lines.next();
+    let used = cpu_time().saturating_sub(before);
+    println!("cpu {}", used.as_secs_f64());
+    if let (Some(m), Some(b)) = (manager, stats_before) {
+        let s = m.stats();
+        println!(
+            "ctl {} {} {} {}",
+            s.backend_registers - b.backend_registers,
+            s.backend_modifies - b.backend_modifies,
+            s.backend_deregisters - b.backend_deregisters,
+            s.polls - b.polls
+        );
+    } else {
+        println!("ctl -");
+    }
+    io::stdout().flush()?;
+    // Exit without tearing the servers down (their threads are blocked in their loops).
+    std::process::exit(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The load generator (this process): C closed-loop connections on one callback manager.
+
+struct Load {
+    manager: Arc<EventManager>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+    trips: Arc<AtomicU64>,
+}
+
+fn start_load(addr: SocketAddr, clients: usize) -> io::Result<Load> {
+    let m = Arc::new(EventManager::new()?);
+    let trips = Arc::new(AtomicU64::new(0));
+    for _ in 0..clients {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        s.write_all(&[7u8; MSG])?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+        let trips = Arc::clone(&trips);
+        let mut got = 0usize;
+        let mut buf = [0u8; MSG];
+        let mut conn = Some(s);
+        m.register_fd(fd, Interest::READ, Lifetime::Rearmable, move |m, key, r| {
+            if r.is_closed() {
+                return;
+            }
+            let Some(s) = conn.as_mut() else { return };
+            loop {
+                match s.read(&mut buf[got..]) {
+                    Ok(0) => {
+                        if let Some(s) = conn.take() {
+                            m.close_fd(s);
+                        }
+                        return;
+                    }
+                    Ok(n) => {
+                        got += n;
+                        if got == MSG {
+                            got = 0;
+                            trips.fetch_add(1, Ordering::Relaxed);
+                            if s.write_all(&[7u8; MSG]).is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => return,
+                }
+            }
+            let _ = m.rearm(key, Interest::READ);
+        })?;
+    }
+    let m2 = Arc::clone(&m);
+    let thread = std::thread::spawn(move || m2.run());
+    Ok(Load {
+        manager: m,
+        thread,
+        trips,
+    })
+}
+
+impl Load {
+    fn stop(self) -> u64 {
+        self.manager.shutdown();
+        let _ = self.thread.join();
+        self.trips.load(Ordering::Relaxed)
+    }
+}
+
+struct Point {
+    trips: u64,
+    secs: f64,
+    cpu: f64,
+    ctl: Option<[u64; 4]>,
+    syscalls: Vec<(String, u64)>,
+}
+
+/// Runs one server in a child process under `clients` connections for `secs` seconds.
+fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Point> {
+    measure_with(kind, clients, secs, strace, false)
+}
+
+fn measure_with(
+    kind: &str,
+    clients: usize,
+    secs: u64,
+    strace: bool,
+    callgrind: bool,
+) -> io::Result<Point> {
+    let exe = std::env::current_exe()?;
+    let cg_file = std::env::temp_dir().join(format!("ioman-echo-{}-{kind}.cg", std::process::id()));
+    let mut cmd = if callgrind {
+        let mut c = Command::new("valgrind");
+        c.arg("--tool=callgrind")
+            .arg("--instr-atstart=no")
+            .arg(if std::env::var_os("IOMAN_ECHO_CACHESIM").is_some() {
+                "--cache-sim=yes"
+            } else {
+                "--cache-sim=no"
+            })
+            .arg(format!("--callgrind-out-file={}", cg_file.display()))
+            .arg(&exe)
+            .stderr(Stdio::null());
+        c
+    } else if let Ok(cpu) = std::env::var("IOMAN_ECHO_SERVER_CPU") {
+        // Pinned, so the server's CPU time does not depend on where the scheduler puts it.
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let mut child = cmd
+        .env("IOMAN_ECHO_ROLE", "server")
+        .env("IOMAN_ECHO_SERVER", kind)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("stdin"))?;
+    let mut out = BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("stdout"))?,
+    );
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("addr ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("server said {line:?}")))?;
+    let load = start_load(addr, clients)?;
+    // Warm up: every connection accepted, its task and timer made, caches warm.
+    std::thread::sleep(Duration::from_millis(500));
+    let trace_file = std::env::temp_dir().join(format!("ioman-echo-{}.strace", child.id()));
+    let mut tracer = None;
+    if strace {
+        // Attach to every thread of the server for the measured window only.
+        let mut c = Command::new("strace");
+        c.arg("-c").arg("-o").arg(&trace_file);
+        for t in std::fs::read_dir(format!("/proc/{}/task", child.id()))? {
+            c.arg("-p").arg(t?.file_name());
+        }
+        tracer = Some(c.stderr(Stdio::null()).spawn()?);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let toggle = |on: &str| {
+        let _ = Command::new("callgrind_control")
+            .arg("-i")
+            .arg(on)
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    if callgrind {
+        toggle("on");
+    }
+    writeln!(stdin, "start")?;
+    let t0 = load.trips.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let mut syscalls = Vec::new();
+    if let Some(mut t) = tracer {
+        // Detached before the server is told to exit: a multi-threaded process that exits
+        // while `strace -p` is attached to its threads can leave strace waiting forever.
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(t.id().to_string())
+            .status();
+        let _ = t.wait();
+        syscalls = parse_strace(&std::fs::read_to_string(&trace_file).unwrap_or_default());
+        let _ = std::fs::remove_file(&trace_file);
+    }
+    if callgrind {
+        toggle("off");
+    }
+    writeln!(stdin, "stop")?;
+    let t1 = load.trips.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut cpu = 0.0;
+    let mut ctl = None;
+    for _ in 0..2 {
+        line.clear();
+        out.read_line(&mut line)?;
+        if let Some(c) = line.trim().strip_prefix("cpu ") {
+            cpu = c.parse().unwrap_or(0.0);
+        } else if let Some(c) = line.trim().strip_prefix("ctl ") {
+            let v: Vec<u64> = c.split(' ').filter_map(|x| x.parse().ok()).collect();
+            if v.len() == 4 {
+                ctl = Some([v[0], v[1], v[2], v[3]]);
+            }
+        }
+    }
+    let _ = child.wait();
+    load.stop();
+    if callgrind {
+        // Instructions executed in user space while collection was on.
+        let text = std::fs::read_to_string(&cg_file).unwrap_or_default();
+        if std::env::var_os("IOMAN_ECHO_CALLGRIND_KEEP").is_some() {
+            println!("  (profile kept: {})", cg_file.display());
+        } else {
+            let _ = std::fs::remove_file(&cg_file);
+        }
+        // `events: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw]` (with --cache-sim) names the
+        // columns of `totals:`.
+        let line = |prefix: &str| -> Vec<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let (names, totals) = (line("events:"), line("totals:"));
+        syscalls = names
+            .into_iter()
+            .zip(totals)
+            .filter_map(|(n, v)| Some((n, v.parse().ok()?)))
+            .collect();
+    }
+    Ok(Point {
+        trips: t1 - t0,
+        secs: elapsed,
+        cpu,
+        ctl,
+        syscalls,
+    })
+}
+
+/// `strace -c` summary lines: `% time seconds usecs/call calls [errors] syscall`.
+fn parse_strace(text: &str) -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 5 || f[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let name = f[f.len() - 1].to_string();
+        if let Ok(calls) = f[3].parse::<u64>() {
+            v.push((name, calls));
+        }
+    }
+    v
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn echo() -> io::Result<()> {
+    let secs = env_num("IOMAN_BENCH_SECONDS", 3);
+    let rounds = env_num("IOMAN_BENCH_ROUNDS", 3) as usize;
+    let clients: Vec<usize> = env_list("IOMAN_BENCH_CLIENTS", "100,1000")
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    let kinds = env_list(
+        "IOMAN_ECHO_SERVERS",
+        "callback,ioman-async,ioman-async-thread,async-io,tokio",
+    );
+    let strace = std::env::var("IOMAN_ECHO_STRACE").is_ok_and(|v| v == "1");
+    let callgrind = std::env::var("IOMAN_ECHO_CALLGRIND").is_ok_and(|v| v == "1");
+    for &c in &clients {
+        println!(
+            "\n## Echo, {MSG}-byte messages, C = {c}, 30 s idle timeout reset per message; \
+             server CPU per round trip, median of {rounds} rounds of {secs} s"
+        );
+        println!(
+            "{:<20} | {:>10} | {:>13} | {:>12} | {:>26}",
+            "server", "trips/s", "CPU us/trip", "vs callback", "epoll_ctl/trip (ADD MOD DEL)"
+        );
+        // ratios[k][round]: CPU per trip of kind k over the callback server's in that round.
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut rate: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut ratio: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        let mut ctl: Vec<Option<[f64; 4]>> = vec![None; kinds.len()];
+        for _ in 0..rounds {
+            let mut base = None;
+            let mut this_round = Vec::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                let p = measure(kind, c, secs, false)?;
+                let per = p.cpu * 1e6 / p.trips.max(1) as f64;
+                if kind == "callback" {
+                    base = Some(per);
+                }
+                this_round.push(per);
+                cpu[k].push(per);
+                rate[k].push(p.trips as f64 / p.secs);
+                if let Some(x) = p.ctl {
+                    let t = p.trips.max(1) as f64;
+                    ctl[k] = Some([
+                        x[0] as f64 / t,
+                        x[1] as f64 / t,
+                        x[2] as f64 / t,
+                        x[3] as f64 / t,
+                    ]);
+                }
+            }
+            for (k, per) in this_round.into_iter().enumerate() {
+                ratio[k].push(base.map_or(f64::NAN, |b| per / b));
+            }
+        }
+        for (k, kind) in kinds.iter().enumerate().filter(|_| rounds > 0) {
+            let ctl = ctl[k].map_or("-".to_string(), |x| {
+                format!("{:.3} {:.3} {:.3} (polls {:.2})", x[0], x[1], x[2], x[3])
+            });
+            println!(
+                "{:<20} | {:>10.0} | {:>13.3} | {:>11.3}x | {:>26}",
+                kind,
+                median(rate[k].clone()),
+                median(cpu[k].clone()),
+                median(ratio[k].clone()),
+                ctl
+            );
+        }
+        if strace {
+            println!(
+                "\nsyscalls per round trip (strace -c on the server's threads, C = {c}, {secs} s, \
+                 per sendto):"
+            );
+            for kind in &kinds {
+                let p = measure(kind, c, secs, true)?;
+                // Per echoed message: every server sends each echo with one `sendto`, so the
+                // count of `sendto` calls is the number of round trips strace saw (the
+                // tracer's window is not exactly the load generator's).
+                let t = p
+                    .syscalls
+                    .iter()
+                    .find(|(n, _)| n == "sendto" || n == "write")
+                    .map_or(1.0, |(_, c)| *c as f64);
+                let total: u64 = p
+                    .syscalls
+                    .iter()
+                    .filter(|(n, _)| n != "total")
+                    .map(|(_, c)| c)
+                    .sum();
+                let mut top: Vec<_> = p.syscalls.iter().filter(|(n, _)| n != "total").collect();
+                top.sort_by_key(|x| std::cmp::Reverse(x.1));
+                let parts: Vec<String> = top
+                    .iter()
+                    .take(6)
+                    .map(|(n, c)| format!("{n} {:.3}", *c as f64 / t))
+                    .collect();
+                println!(
+                    "  {:<20} total {:.3}: {}",
+                    kind,
+                    total as f64 / t,
+                    parts.join(", ")
+                );
+            }
+        }
+        if callgrind {
+            println!(
+                "\nuser-space instructions per round trip (callgrind on the server, C = {c}, \
+                 {secs} s, instrumentation on during the window only):"
+            );
+            let mut base = None;
+            for kind in &kinds {
+                let p = measure_with(kind, c, secs, false, true)?;
+                let t = p.trips.max(1) as f64;
+                let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / t;
+                if kind == "callback" {
+                    base = Some(ins);
+                }
+                let misses: Vec<String> = p
+                    .syscalls
+                    .iter()
+                    .skip(1)
+                    .filter(|(n, _)| n.starts_with('D') && n.ends_with("mr") || n.ends_with("mw"))
+                    .map(|(n, v)| format!("{n} {:.2}", *v as f64 / t))
+                    .collect();
+                println!(
+                    "  {:<20} {:>9.0} instructions/trip ({} trips){}{}",
+                    kind,
+                    ins,
+                    p.trips,
+                    base.map_or(String::new(), |b| format!(", {:.3}x callback", ins / b)),
+                    if misses.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; misses/trip: {}", misses.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Timer micro-benchmark: create, poll once (registering), reset, drop.
+
+fn timers() {
+    use criterion::Criterion;
+    use std::task::Waker;
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut g = c.benchmark_group("timer create+poll+reset+drop");
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    if let Ok(m) = EventManager::new() {
+        let m = Arc::new(m);
+        g.bench_function("ioman-async Timer", |b| {
+            b.iter(|| {
+                let mut t = ioman_async::Timer::after_with(&m, Duration::from_secs(30));
+                let _ = Pin::new(&mut t).poll(&mut cx);
+                t.set_after(Duration::from_secs(31));
+                drop(t);
+            })
+        });
+    }
+    g.bench_function("async-io Timer", |b| {
+        b.iter(|| {
+            let mut t = async_io::Timer::after(Duration::from_secs(30));
+            let _ = Pin::new(&mut t).poll(&mut cx);
+            t.set_after(Duration::from_secs(31));
+            drop(t);
+        })
+    });
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        let _guard = rt.enter();
+        g.bench_function("tokio sleep", |b| {
+            b.iter(|| {
+                let t = tokio::time::sleep(Duration::from_secs(30));
+                let mut t = std::pin::pin!(t);
+                let _ = t.as_mut().poll(&mut cx);
+                t.as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_secs(31));
+            })
+        });
+    }
+    g.finish();
+    c.final_summary();
+}
+
+/// `IOMAN_TIMER_LOOP=kind,n`: `n` create+poll+reset+drop cycles of one timer kind, in a
+/// function of its own, for an instruction count that does not vary between runs:
+/// `valgrind --tool=callgrind --toggle-collect='*timer_loop*'` (then `totals / n`).
+#[inline(never)]
+fn timer_loop(kind: &str, n: u64) {
+    use std::task::Waker;
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    match kind {
+        "ioman-async" => {
+            let Ok(m) = EventManager::new() else { return };
+            let m = Arc::new(m);
+            for _ in 0..n {
+                let mut t = ioman_async::Timer::after_with(&m, Duration::from_secs(30));
+                let _ = Pin::new(&mut t).poll(&mut cx);
+                t.set_after(Duration::from_secs(31));
+                drop(std::hint::black_box(t));
+            }
+        }
+        "tokio" => {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            else {
+                return;
+            };
+            let _guard = rt.enter();
+            for _ in 0..n {
+                let t = tokio::time::sleep(Duration::from_secs(30));
+                let mut t = std::pin::pin!(t);
+                let _ = t.as_mut().poll(&mut cx);
+                t.as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_secs(31));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn main() -> io::Result<()> {
+    if std::env::var("IOMAN_ECHO_ROLE").as_deref() == Ok("server") {
+        return server_role();
+    }
+    if let Ok(spec) = std::env::var("IOMAN_TIMER_LOOP") {
+        let (kind, n) = spec.split_once(',').unwrap_or((spec.as_str(), "100000"));
+        timer_loop(kind, n.parse().unwrap_or(100_000));
+        return Ok(());
+    }
+    let only = std::env::var("IOMAN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "timer" {
+        timers();
+    }
+    if only.is_empty() || only == "echo" {
+        echo()?;
+    }
+    Ok(())
+}
