@@ -10,6 +10,28 @@
 //! - `oneshot_rearm`: one pair; per iteration write 1 byte, wait (no timeout), read, re-arm
 //!   (`EPOLL_CTL_MOD` for raw epoll, `modify` for ioman and polling; mio is edge-triggered and
 //!   needs no re-arm, but `reregister`s to do the same work).
+//!
+//! # Instruction counts
+//!
+//! Timings of a poll round are dominated by the 64 writes and reads; what the poller itself
+//! costs per event is better counted. With `IOMAN_POLL_COUNT=<implementation>:<k>` the
+//! binary runs, without criterion, 2,000 rounds on 1,024 level-triggered socket pairs: each
+//! round writes one byte to `k` distinct pairs (outside the count), then, inside a function
+//! named `measured`, waits once with a zero timeout and walks the events reading each one's
+//! key (token), fd where the API has it, and readability; then drains the pairs (outside the
+//! count). It prints the number of events; callgrind counts only the `measured` regions:
+//!
+//! ```text
+//! cargo bench -p ioman-bench --bench poll --no-run
+//! BIN=$(ls -t target/release/deps/poll-* | grep -v '\.d$' | head -1)
+//! IOMAN_POLL_COUNT=ioman_epoll:64 valgrind --tool=callgrind \
+//!     --toggle-collect='*measured*' --callgrind-out-file=cg.out $BIN
+//! callgrind_annotate cg.out | grep 'PROGRAM TOTALS'   # divide by the printed events
+//! ```
+//!
+//! Implementations: `raw_epoll`, `ioman_epoll`, `ioman_poll`, `mio`, `polling`. Callgrind
+//! counts user-space instructions only, so the kernel's share of `epoll_wait` is not in the
+//! figures; the per-event cost is the slope between `k = 1` and `k = 64`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -18,7 +40,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use ioman_poll::{Backend, Epoll, Events, Interest, Mode, Poll};
 
 const K: usize = 64;
@@ -330,5 +352,180 @@ fn ioman_rearm<B: Backend>(
     });
 }
 
+/// Pairs and rounds of the instruction-count mode.
+const COUNT_PAIRS: usize = 1024;
+const COUNT_ROUNDS: usize = 2000;
+
+/// The counted region: everything `f` does (and calls) is what callgrind's
+/// `--toggle-collect='*measured*'` sees.
+#[inline(never)]
+fn measured<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `IOMAN_POLL_COUNT=<implementation>:<k>`: `COUNT_ROUNDS` rounds of `k` events each, the
+/// wait and the walk over the events inside `measured` (see the crate docs above).
+fn count(spec: &str) {
+    let (name, k) = spec
+        .split_once(':')
+        .and_then(|(n, k)| Some((n, k.parse::<usize>().ok()?)))
+        .unwrap_or_else(|| panic!("IOMAN_POLL_COUNT={spec}: want <implementation>:<k>"));
+    assert!((1..=COUNT_PAIRS).contains(&k), "k in 1..={COUNT_PAIRS}");
+    let pairs = Pairs::new(COUNT_PAIRS);
+    // Writes one byte to the k pairs of round `round`, all distinct.
+    let poke = |round: usize| {
+        for j in 0..k {
+            let i = (round * k + j) % COUNT_PAIRS;
+            (&pairs.writers[i]).write_all(&[1]).expect("write");
+        }
+    };
+    let mut total = 0usize;
+    let mut sink = 0u64;
+    match name {
+        "raw_epoll" => {
+            let mut raw = RawEpoll::new();
+            for (i, r) in pairs.readers.iter().enumerate() {
+                let flags = libc::EPOLLIN | libc::EPOLLRDHUP;
+                raw.ctl(libc::EPOLL_CTL_ADD, r.as_raw_fd(), flags, i as u64);
+            }
+            for round in 0..COUNT_ROUNDS {
+                poke(round);
+                let (n, s) = measured(|| {
+                    let n = raw.wait(0);
+                    let mut s = 0u64;
+                    for ev in &raw.buf[..n] {
+                        let (data, bits) = (ev.u64, ev.events);
+                        s = s.wrapping_add(data ^ u64::from(bits & libc::EPOLLIN as u32));
+                    }
+                    (n, s)
+                });
+                sink ^= s;
+                total += n;
+                for ev in &raw.buf[..n] {
+                    pairs.drain(ev.u64 as usize);
+                }
+            }
+        }
+        "ioman_epoll" => {
+            total = count_ioman(Epoll::new().expect("epoll"), &pairs, &poke, &mut sink)
+        }
+        "ioman_poll" => total = count_ioman(Poll::new().expect("poll"), &pairs, &poke, &mut sink),
+        "mio" => {
+            let mut poll = mio::Poll::new().expect("mio");
+            for (i, r) in pairs.readers.iter().enumerate() {
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&r.as_raw_fd()),
+                        mio::Token(i),
+                        mio::Interest::READABLE,
+                    )
+                    .expect("mio register");
+            }
+            let mut events = mio::Events::with_capacity(CAPACITY);
+            for round in 0..COUNT_ROUNDS {
+                poke(round);
+                let s = measured(|| {
+                    poll.poll(&mut events, Some(Duration::ZERO))
+                        .expect("mio poll");
+                    let mut s = 0u64;
+                    for ev in events.iter() {
+                        s = s.wrapping_add(ev.token().0 as u64 ^ u64::from(ev.is_readable()));
+                    }
+                    s
+                });
+                sink ^= s;
+                for ev in events.iter() {
+                    total += 1;
+                    pairs.drain(ev.token().0);
+                }
+            }
+        }
+        "polling" => {
+            let poller = polling::Poller::new().expect("polling");
+            for (i, r) in pairs.readers.iter().enumerate() {
+                // SAFETY: the fd stays open until after the poller is dropped (below).
+                unsafe {
+                    poller.add_with_mode(
+                        r.as_raw_fd(),
+                        polling::Event::readable(i),
+                        polling::PollMode::Level,
+                    )
+                }
+                .expect("polling add");
+            }
+            let mut events = polling::Events::with_capacity(
+                std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
+            );
+            for round in 0..COUNT_ROUNDS {
+                poke(round);
+                let s = measured(|| {
+                    events.clear();
+                    poller
+                        .wait(&mut events, Some(Duration::ZERO))
+                        .expect("polling wait");
+                    let mut s = 0u64;
+                    for ev in events.iter() {
+                        s = s.wrapping_add(ev.key as u64 ^ u64::from(ev.readable));
+                    }
+                    s
+                });
+                sink ^= s;
+                for ev in events.iter() {
+                    total += 1;
+                    pairs.drain(ev.key);
+                }
+            }
+            drop(poller);
+        }
+        other => panic!("IOMAN_POLL_COUNT: unknown implementation {other}"),
+    }
+    black_box(sink);
+    assert_eq!(total, k * COUNT_ROUNDS, "every write reported once");
+    println!("{name} k={k}: {total} events in {COUNT_ROUNDS} rounds");
+}
+
+fn count_ioman<B: Backend>(
+    backend: B,
+    pairs: &Pairs,
+    poke: &dyn Fn(usize),
+    sink: &mut u64,
+) -> usize {
+    for (i, r) in pairs.readers.iter().enumerate() {
+        backend
+            .register(r.as_raw_fd(), i as u32, Interest::READ, Mode::Level)
+            .expect("register");
+    }
+    let mut events = Events::with_capacity(CAPACITY);
+    let mut total = 0;
+    for round in 0..COUNT_ROUNDS {
+        poke(round);
+        let s = measured(|| {
+            backend
+                .poll(&mut events, Some(Duration::ZERO))
+                .expect("poll");
+            let mut s = 0u64;
+            for ev in &events {
+                let x = (ev.fd() as u64) << 32 | u64::from(ev.key());
+                s = s.wrapping_add(x ^ u64::from(ev.readiness().is_readable()));
+            }
+            s
+        });
+        *sink ^= s;
+        for ev in &events {
+            total += 1;
+            pairs.drain(ev.key() as usize);
+        }
+    }
+    total
+}
+
 criterion_group!(benches, poll_round, oneshot_rearm);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("IOMAN_POLL_COUNT") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
