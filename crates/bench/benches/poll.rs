@@ -1,5 +1,5 @@
-//! Readiness backends side by side: raw libc epoll (the floor), ioman `Epoll`, ioman `Poll`
-//! (poll(2)), mio and polling, on the same workloads in the same run.
+//! Readiness backends side by side: raw libc epoll (the floor), ioman `Epoll`, ioman
+//! `PosixPoll` (poll(2)), mio and polling, on the same workloads in the same run.
 //!
 //! - `poll_round/M`: M socket pairs registered for read; each round writes 1 byte to K = 64
 //!   pseudo-random pairs (fixed-seed xorshift), polls once with a zero timeout and reads each
@@ -29,7 +29,7 @@
 //! callgrind_annotate cg.out | grep 'PROGRAM TOTALS'   # divide by the printed events
 //! ```
 //!
-//! Implementations: `raw_epoll`, `ioman_epoll`, `ioman_poll`, `mio`, `polling`. Callgrind
+//! Implementations: `raw_epoll`, `ioman_epoll`, `ioman_posix_poll`, `mio`, `polling`. Callgrind
 //! counts user-space instructions only, so the kernel's share of `epoll_wait` is not in the
 //! figures; the per-event cost is the slope between `k = 1` and `k = 64`.
 #![allow(missing_docs)]
@@ -41,7 +41,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use ioman_poll::{Backend, Epoll, Events, Interest, Mode, Poll};
+use ioman_poll::{Backend, Epoll, Events, Interest, Mode, PosixPoll};
 
 const K: usize = 64;
 const CAPACITY: usize = 1024;
@@ -168,7 +168,12 @@ fn poll_round(c: &mut Criterion) {
             });
         }
         ioman_round(&mut group, "ioman_epoll", m, Epoll::new().expect("epoll"));
-        ioman_round(&mut group, "ioman_poll", m, Poll::new().expect("poll"));
+        ioman_round(
+            &mut group,
+            "ioman_posix_poll",
+            m,
+            PosixPoll::new().expect("poll"),
+        );
         {
             let mut pairs = Pairs::new(m);
             let mut poll = mio::Poll::new().expect("mio");
@@ -238,7 +243,7 @@ fn ioman_round<B: Backend>(
     let mut pairs = Pairs::new(m);
     for (i, r) in pairs.readers.iter().enumerate() {
         backend
-            .register(r.as_raw_fd(), i as u32, Interest::READ, Mode::Level)
+            .register(r, i as u32, Interest::READ, Mode::Level)
             .expect("register");
     }
     let mut events = Events::with_capacity(CAPACITY);
@@ -246,8 +251,8 @@ fn ioman_round<B: Backend>(
         b.iter(|| {
             pairs.poke();
             backend
-                .poll(&mut events, Some(Duration::ZERO))
-                .expect("poll");
+                .wait(&mut events, Some(Duration::ZERO))
+                .expect("wait");
             for ev in &events {
                 pairs.drain(ev.key() as usize);
             }
@@ -275,7 +280,11 @@ fn oneshot_rearm(c: &mut Criterion) {
         });
     }
     ioman_rearm(&mut group, "ioman_epoll", Epoll::new().expect("epoll"));
-    ioman_rearm(&mut group, "ioman_poll", Poll::new().expect("poll"));
+    ioman_rearm(
+        &mut group,
+        "ioman_posix_poll",
+        PosixPoll::new().expect("poll"),
+    );
     {
         let pairs = Pairs::new(1);
         let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
@@ -335,18 +344,17 @@ fn ioman_rearm<B: Backend>(
 ) {
     let pairs = Pairs::new(1);
     let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
-    let fd = r.as_raw_fd();
     backend
-        .register(fd, 0, Interest::READ, Mode::Oneshot)
+        .register(r, 0, Interest::READ, Mode::OneShot)
         .expect("register");
     let mut events = Events::with_capacity(CAPACITY);
     group.bench_function(name, |b| {
         b.iter(|| {
             (&*w).write_all(&[1]).expect("write");
-            assert_eq!(backend.poll(&mut events, None).expect("poll"), 1);
+            assert_eq!(backend.wait(&mut events, None).expect("wait"), 1);
             pairs.drain(0);
             backend
-                .modify(fd, 0, Interest::READ, Mode::Oneshot)
+                .modify(r, 0, Interest::READ, Mode::OneShot)
                 .expect("modify");
         })
     });
@@ -409,7 +417,9 @@ fn count(spec: &str) {
         "ioman_epoll" => {
             total = count_ioman(Epoll::new().expect("epoll"), &pairs, &poke, &mut sink)
         }
-        "ioman_poll" => total = count_ioman(Poll::new().expect("poll"), &pairs, &poke, &mut sink),
+        "ioman_posix_poll" => {
+            total = count_ioman(PosixPoll::new().expect("poll"), &pairs, &poke, &mut sink)
+        }
         "mio" => {
             let mut poll = mio::Poll::new().expect("mio");
             for (i, r) in pairs.readers.iter().enumerate() {
@@ -492,7 +502,7 @@ fn count_ioman<B: Backend>(
 ) -> usize {
     for (i, r) in pairs.readers.iter().enumerate() {
         backend
-            .register(r.as_raw_fd(), i as u32, Interest::READ, Mode::Level)
+            .register(r, i as u32, Interest::READ, Mode::Level)
             .expect("register");
     }
     let mut events = Events::with_capacity(CAPACITY);
@@ -501,8 +511,8 @@ fn count_ioman<B: Backend>(
         poke(round);
         let s = measured(|| {
             backend
-                .poll(&mut events, Some(Duration::ZERO))
-                .expect("poll");
+                .wait(&mut events, Some(Duration::ZERO))
+                .expect("wait");
             let mut s = 0u64;
             for ev in &events {
                 let x = (ev.fd() as u64) << 32 | u64::from(ev.key());
