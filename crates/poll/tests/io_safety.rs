@@ -1,6 +1,8 @@
 //! The I/O-safe front: `register`, `modify` and `deregister` take anything that lends a
 //! `BorrowedFd` (`&listener`, `listener.as_fd()`, `&OwnedFd`), on concrete backends and on
 //! `Box<dyn Backend>` / `Arc<dyn Backend>`; the `_raw` methods take numbers.
+// `conformance` (for its helpers) is on through the crate's dev-dependency on itself.
+#![cfg(feature = "conformance")]
 
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};

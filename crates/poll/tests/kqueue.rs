@@ -1,6 +1,7 @@
 //! The conformance suite against [`Kqueue`], through the entry point any backend uses.
 //! Never run: these machines run Linux only.
-#![cfg(ioman_kqueue)]
+// `conformance` is on through the crate's dev-dependency on itself.
+#![cfg(all(ioman_kqueue, feature = "conformance"))]
 
 use ioman_poll::Kqueue;
 

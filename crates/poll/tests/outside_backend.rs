@@ -7,6 +7,9 @@
 //! copies every event through its own buffer. It can also inject one failure into the next
 //! call of a kind, for the tests of fault handling below the suite.
 
+// `conformance` is on through the crate's dev-dependency on itself.
+#![cfg(feature = "conformance")]
+
 use std::io::{self, ErrorKind};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! The conformance suite against [`PosixPoll`] (poll(2)), through the entry point any
 //! backend uses, plus what is specific to poll(2).
+// `conformance` is on through the crate's dev-dependency on itself.
+#![cfg(feature = "conformance")]
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
