@@ -591,19 +591,19 @@ pub fn registration_while_blocked<B: Backend + 'static>(
     if live {
         assert!(
             got.iter().any(|e| e.fd() == fd && e.key() == 77),
-            "blocked poll saw it: {got:?}"
+            "blocked wait saw it: {got:?}"
         );
         assert!(elapsed < PROMPT, "{elapsed:?}");
     } else {
         assert!(
             got.is_empty(),
-            "not live: the blocked poll ran its course: {got:?}"
+            "not live: the blocked wait ran its course: {got:?}"
         );
         assert!(elapsed >= wait, "{elapsed:?}");
         assert_eq!(
             now_for(&*b, &mut events, fd)?.len(),
             1,
-            "the next poll sees it"
+            "the next wait sees it"
         );
     }
     // The same for a modify and a deregister.
@@ -632,8 +632,9 @@ fn blocked_wait_with_signal<B: Backend + 'static>(
     };
     let before = util::SIGNALS.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(50));
-    // The poller cannot have left its 300 ms poll yet (nothing is ready), so it is alive.
-    util::signal_thread(poller.as_pthread_t())?;
+    // SAFETY: the waiting thread cannot have left its 300 ms wait yet (nothing is ready),
+    // so it is alive.
+    unsafe { util::signal_thread(poller.as_pthread_t()) }?;
     if write_after_signal {
         std::thread::sleep(Duration::from_millis(50));
         poke(&mut a)?;
@@ -667,7 +668,7 @@ pub fn eintr_then_event_reported<B: Backend + 'static>(
     let (n, elapsed) = blocked_wait_with_signal(new, true)?;
     assert_eq!(
         n, 1,
-        "the write after the signal is reported by the same poll"
+        "the write after the signal is reported by the same wait"
     );
     assert!(elapsed < Duration::from_millis(300) + PROMPT, "{elapsed:?}");
     Ok(())
@@ -820,7 +821,7 @@ pub fn events_grow_when_full<B: Backend>(new: impl FnOnce() -> io::Result<B>) ->
     let mut events = Events::with_capacity(1);
     assert_eq!(events.capacity(), 1);
     assert_eq!(b.wait(&mut events, Some(PATIENCE))?, 1);
-    assert_eq!(events.capacity(), 2, "grew after a full poll");
+    assert_eq!(events.capacity(), 2, "grew after a full wait");
     assert_eq!(b.wait(&mut events, Some(PATIENCE))?, 2);
     assert_eq!(events.capacity(), 4);
     assert_eq!(b.wait(&mut events, Some(PATIENCE))?, 3);

@@ -186,9 +186,12 @@ pub(crate) fn install_sigusr2() {
 }
 
 /// Sends SIGUSR2 to a thread.
-pub(crate) fn signal_thread(thread: libc::pthread_t) -> io::Result<()> {
-    // SAFETY: the caller guarantees `thread` is still running (it is blocked in a poll it
-    // cannot leave before the signal is sent).
+///
+/// # Safety
+///
+/// `thread` is still running (a `pthread_t` of a thread that has exited may name anything).
+pub(crate) unsafe fn signal_thread(thread: libc::pthread_t) -> io::Result<()> {
+    // SAFETY: the caller guarantees `thread` is still running.
     let r = unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
     if r != 0 {
         return Err(io::Error::from_raw_os_error(r));

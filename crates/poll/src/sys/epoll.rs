@@ -215,7 +215,7 @@ fn probe_pwait2() -> u8 {
 }
 
 /// The `epoll_event.events` mask for a registration. `EPOLLRDHUP` rides with read interest
-/// only: a level-triggered half-close would otherwise wake a writer at every poll.
+/// only: a level-triggered half-close would otherwise wake a writer at every wait.
 fn flags(interest: Interest, mode: Mode) -> u32 {
     let mut f = 0;
     if interest.is_readable() {
@@ -290,7 +290,7 @@ pub(crate) const fn raw_readiness(ev: &RawEvent) -> Readiness {
     let bits = (e & 1) // EPOLLIN
         | ((e >> 1) & 0b1110) // EPOLLOUT, EPOLLERR, EPOLLHUP
         | ((e >> 10) & 0b1000) // EPOLLRDHUP
-        | ((e >> 12) & 0b1_0000); // EPOLL_CLOSED
+        | ((e & EPOLL_CLOSED) >> 12);
     Readiness::from_bits(bits as u8)
 }
 
@@ -439,6 +439,34 @@ mod tests {
         assert_eq!(size_of::<KernelTimespec>(), 16);
         assert_eq!(offset_of!(KernelTimespec, tv_sec), 0);
         assert_eq!(offset_of!(KernelTimespec, tv_nsec), 8);
+    }
+
+    /// Every bit the kernel reports decodes as the previous per-event `match` mapped it;
+    /// the bits nobody asked for (`EPOLLPRI`, `EPOLLRDNORM`, ...) decode to nothing.
+    #[test]
+    fn kernel_bits_decode() {
+        let decode = |bits: libc::c_int| {
+            raw_readiness(&libc::epoll_event {
+                events: bits as u32,
+                u64: 0,
+            })
+        };
+        assert_eq!(decode(libc::EPOLLIN), Readiness::READABLE);
+        assert_eq!(decode(libc::EPOLLOUT), Readiness::WRITABLE);
+        assert_eq!(decode(libc::EPOLLERR), Readiness::ERROR);
+        assert_eq!(decode(libc::EPOLLHUP), Readiness::HANGUP);
+        assert_eq!(decode(libc::EPOLLRDHUP), Readiness::HANGUP);
+        assert_eq!(
+            decode(libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP),
+            Readiness::READABLE | Readiness::WRITABLE | Readiness::ERROR | Readiness::HANGUP
+        );
+        let unasked = libc::EPOLLPRI
+            | libc::EPOLLRDNORM
+            | libc::EPOLLRDBAND
+            | libc::EPOLLWRNORM
+            | libc::EPOLLWRBAND
+            | libc::EPOLLMSG;
+        assert_eq!(decode(unasked), Readiness::EMPTY);
     }
 
     #[test]
