@@ -7,17 +7,20 @@
 //! ```
 //!
 //! **Self-driving mode** (the default) starts the server on an ephemeral port of 127.0.0.1,
-//! opens `--idle I` connections that stay silent (each with its own server-side idle timeout)
-//! and `--clients C` keep-alive connections that send `GET /` in a closed loop for
-//! `--seconds S`, prints a progress line each second, then the request rate, latency
-//! percentiles, live connections and timers, idle timeouts fired and errors. It exits 1 if
-//! there were errors or no requests.
+//! opens `--idle I` idle connections (each pinged with one request every third of the idle
+//! timeout, so the server keeps them, each with its own timer), `--silent Q` connections that
+//! never send (the server's idle timeout closes them during the run), and `--clients C`
+//! keep-alive connections that send `GET /` in a closed loop for `--seconds S`; prints a
+//! progress line each second, then the request rate, latency percentiles, live connections,
+//! registrations and timers, idle timeouts fired and errors. It raises its open-file soft
+//! limit to the hard one and, if that still cannot hold every connection, opens fewer idle
+//! ones and says so. It exits 1 if there were errors or no requests.
 //!
 //! **Serve mode** (`serve --addr A`) just serves, for `--seconds S` if given, else forever.
 //!
-//! Options: `--clients C` (100), `--idle I` (4000), `--seconds S` (10), `--threads N` (server
-//! managers, 1; N > 1 uses `ioman::Pool`), `--client-threads K` (1), `--idle-timeout-ms T`
-//! (60000), `--quick`.
+//! Options: `--clients C` (100), `--idle I` (3000), `--silent Q` (1000), `--seconds S` (10),
+//! `--threads N` (server managers, 1; N > 1 uses `ioman::Pool`), `--client-threads K` (1),
+//! `--idle-timeout-ms T` (3000), `--quick` (C = 20, I = 150, Q = 50, 2 s, T = 600 ms).
 
 use ioman_examples::demo::Demo;
 use ioman_examples::server;
@@ -31,6 +34,7 @@ struct Args {
     addr: SocketAddr,
     clients: usize,
     idle: usize,
+    silent: usize,
     seconds: Option<u64>,
     threads: usize,
     client_threads: usize,
@@ -38,18 +42,19 @@ struct Args {
 }
 
 const USAGE: &str = "usage: http_server [serve --addr 127.0.0.1:8080] [--clients C] [--idle I] \
-[--seconds S] [--threads N] [--client-threads K] [--idle-timeout-ms T] [--quick]";
+[--silent Q] [--seconds S] [--threads N] [--client-threads K] [--idle-timeout-ms T] [--quick]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         serve: false,
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         clients: 100,
-        idle: 4000,
+        idle: 3000,
+        silent: 1000,
         seconds: None,
         threads: 1,
         client_threads: 1,
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(3),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--clients" => a.clients = num("--clients", value("--clients")?)?,
             "--idle" => a.idle = num("--idle", value("--idle")?)?,
+            "--silent" => a.silent = num("--silent", value("--silent")?)?,
             "--seconds" => a.seconds = Some(num("--seconds", value("--seconds")?)?),
             "--threads" => a.threads = num::<usize>("--threads", value("--threads")?)?.max(1),
             "--client-threads" => {
@@ -76,8 +82,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--quick" => {
                 a.clients = 20;
-                a.idle = 200;
+                a.idle = 150;
+                a.silent = 50;
                 a.seconds = Some(2);
+                a.idle_timeout = Duration::from_millis(600);
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument: {other}\n{USAGE}")),
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
         let demo = Demo {
             clients: args.clients,
             idle: args.idle,
+            silent: args.silent,
             duration: Duration::from_secs(args.seconds.unwrap_or(10)),
             threads: args.threads,
             client_threads: args.client_threads,

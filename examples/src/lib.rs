@@ -19,6 +19,7 @@ pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod server;
+pub mod sys;
 
 /// The workspace README, compiled as doc tests from here (a package that is never
 /// published may reach outside itself; the published crates each test their own README).

@@ -1,17 +1,18 @@
 //! The load generator: C keep-alive connections in a closed loop (each sends `GET /`, waits
-//! for the whole response, records the latency, sends the next), plus I idle connections that
-//! are opened and held.
+//! for the whole response, records the latency, sends the next), plus idle connections that
+//! are opened and held ([`Idle`]): some pinged now and then so that they stay open, some
+//! silent so that the server's idle timeout closes them.
 //!
 //! **Why an ioman client.** On a 2-core machine shared with the server, the client must be
 //! cheap per request. Blocking sockets with one thread per connection cost two context
 //! switches per request (the thread sleeps in `read` and is woken for the response), and at
 //! C = 1,000 a thousand threads on two cores; busy loops over non-blocking sockets burn a core.
-//! An event-driven client on a few threads costs one `write`, one `read` and one
-//! `epoll_ctl` per request, with the `epoll_wait` shared by every connection that became ready
-//! together, so it leaves the cores to the server under test. It is built on
-//! `ioman::EventManager` (one manager per client thread, default one thread), with the same
-//! `OneShot` re-arm pattern as the server; the connection state moves from one registration's
-//! callback to the next, so no lock is taken per request.
+//! An event-driven client on a few threads costs one `write` and one `read` per request, with
+//! the `epoll_wait` shared by every connection that became ready together, so it leaves the
+//! cores to the server under test. It is built on `ioman::EventManager` (one manager per
+//! client thread, default one thread), with the same `Rearmable` pattern as the server: one
+//! registration per connection, re-armed after each request at no syscall, whose callback
+//! owns the connection's state, so no lock is taken per request.
 //!
 //! Latencies go into a log-linear histogram (32 sub-buckets per power of two of nanoseconds,
 //! under 3% error) per client thread; the maximum is exact.
@@ -199,7 +200,7 @@ impl Load {
                 stop: Arc::clone(&load.stop),
             });
             load.counters[t].running.fetch_add(1, Ordering::SeqCst);
-            send(&load.managers[t], client);
+            start_client(&load.managers[t], client);
         }
         Ok(load)
     }
@@ -256,13 +257,16 @@ impl Load {
     }
 }
 
-/// Sends the next request and waits for its response.
-fn send(mgr: &EventManager, mut client: Box<Client>) {
+/// Sends the next request. `false` if the connection failed.
+fn send(client: &mut Client) -> bool {
     client.sent = Instant::now();
     match client.stream.write(http::GET) {
         // A request of 36 bytes on a socket whose previous response was read cannot be short.
-        Ok(n) if n == http::GET.len() => arm(mgr, client),
-        _ => fail(&client),
+        Ok(n) if n == http::GET.len() => true,
+        _ => {
+            fail(client);
+            false
+        }
     }
 }
 
@@ -271,20 +275,23 @@ fn fail(client: &Client) {
     client.counters.running.fetch_sub(1, Ordering::SeqCst);
 }
 
-fn arm(mgr: &EventManager, client: Box<Client>) {
+/// Sends the first request and registers the connection's one `Rearmable` registration,
+/// whose callback owns the client from then on.
+fn start_client(mgr: &EventManager, mut client: Box<Client>) {
+    if !send(&mut client) {
+        return;
+    }
     let fd: RawFd = client.stream.as_raw_fd();
-    let mut slot = Some(client);
     let r = mgr.register_fd(
         fd,
         Interest::READ,
-        Lifetime::OneShot,
-        move |mgr, _key, readiness| {
-            if let Some(client) = slot.take() {
-                if readiness.is_closed() {
-                    fail(&client);
-                } else {
-                    on_readable(mgr, client);
-                }
+        Lifetime::Rearmable,
+        move |mgr, key, readiness| {
+            if readiness.is_closed() {
+                return fail(&client);
+            }
+            if on_readable(&mut client) {
+                let _ = mgr.rearm(key, Interest::READ);
             }
         },
     );
@@ -293,25 +300,37 @@ fn arm(mgr: &EventManager, client: Box<Client>) {
     }
 }
 
-fn on_readable(mgr: &EventManager, mut client: Box<Client>) {
+/// Reads what came; records a complete response and sends the next request. Returns whether
+/// the connection waits for more (`false`: failed, or stopped).
+fn on_readable(client: &mut Client) -> bool {
     let mut chunk = [0u8; 2048];
     let n = match client.stream.read(&mut chunk) {
-        Ok(0) => return fail(&client),
+        Ok(0) => {
+            fail(client);
+            return false;
+        }
         Ok(n) => n,
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-            return arm(mgr, client);
+            return true;
         }
-        Err(_) => return fail(&client),
+        Err(_) => {
+            fail(client);
+            return false;
+        }
     };
     let now = Instant::now();
     client.buf.extend_from_slice(&chunk[..n]);
     match http::parse_response(&client.buf) {
-        http::Response::Incomplete => arm(mgr, client),
-        http::Response::Bad => fail(&client),
+        http::Response::Incomplete => true,
+        http::Response::Bad => {
+            fail(client);
+            false
+        }
         http::Response::Done { status, len } => {
             if len != client.buf.len() || status != 200 {
                 // One request in flight: nothing may follow its response.
-                return fail(&client);
+                fail(client);
+                return false;
             }
             client.buf.clear();
             let c = &client.counters;
@@ -319,8 +338,9 @@ fn on_readable(mgr: &EventManager, mut client: Box<Client>) {
             c.requests.fetch_add(1, Ordering::Relaxed);
             if client.stop.load(Ordering::Relaxed) {
                 c.running.fetch_sub(1, Ordering::SeqCst);
+                false
             } else {
-                send(mgr, client);
+                send(client)
             }
         }
     }
@@ -372,5 +392,83 @@ pub fn probe_round_trip(probe: &mut TcpStream) -> io::Result<()> {
             return Err(io::Error::other("probe closed"));
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Idle connections held open: `pinged` ones send one request every `every` (shorter than
+/// the server's idle timeout, which each ping pushes back, so they stay open), `silent` ones
+/// never send anything (the server's idle timeout closes them).
+pub struct Idle {
+    opened: usize,
+    stop: Arc<AtomicBool>,
+    pinger: Option<std::thread::JoinHandle<(u64, u64)>>,
+    _silent: Vec<TcpStream>,
+}
+
+impl Idle {
+    /// Opens the connections (see [`open_idle`] for `synced`) and starts the pinging thread.
+    ///
+    /// # Errors
+    ///
+    /// When a connection fails (for example `EMFILE`) or the thread cannot start.
+    pub fn open(
+        addr: SocketAddr,
+        pinged: usize,
+        silent: usize,
+        every: Duration,
+        synced: impl FnMut(usize),
+    ) -> io::Result<Idle> {
+        let mut all = open_idle(addr, pinged + silent, synced)?;
+        let silent_streams = all.split_off(pinged);
+        for s in &all {
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let pinger = std::thread::Builder::new()
+            .name("idle-pinger".into())
+            .spawn(move || {
+                let (mut pings, mut errors) = (0, 0);
+                let mut next = Instant::now();
+                while !flag.load(Ordering::Relaxed) {
+                    if Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    next += every;
+                    for s in &mut all {
+                        match probe_round_trip(s) {
+                            Ok(()) => pings += 1,
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+                (pings, errors)
+            })?;
+        Ok(Idle {
+            opened: pinged + silent,
+            stop,
+            pinger: Some(pinger),
+            _silent: silent_streams,
+        })
+    }
+
+    /// Connections opened.
+    pub fn len(&self) -> usize {
+        self.opened
+    }
+
+    /// Whether none was opened.
+    pub fn is_empty(&self) -> bool {
+        self.opened == 0
+    }
+
+    /// Stops pinging and closes every connection. Returns (pings answered, pings failed).
+    pub fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.pinger
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or((0, 1))
     }
 }

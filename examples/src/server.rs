@@ -1,18 +1,22 @@
 //! The keep-alive HTTP/1.1 server, built on [`ioman::EventManager`] alone.
 //!
-//! - **Listener**: non-blocking, registered `MultiShot` for `READ`; its callback accepts in a
-//!   loop until `WouldBlock`.
-//! - **Connections**: one `OneShot` `READ` registration at a time, registered again after each
-//!   batch of requests is answered (one `EPOLL_CTL_MOD`). A write that meets `WouldBlock`
-//!   keeps the unsent bytes and waits with a `OneShot` `WRITE` registration instead; nothing
-//!   is read meanwhile (back-pressure), nothing is dropped.
+//! - **Listener**: non-blocking, one `Rearmable` `READ` registration; its callback accepts in
+//!   a loop until `WouldBlock`, then re-arms. At the fd limit (`EMFILE`/`ENFILE`) a listener
+//!   that stays readable would fire again at once and spin; instead the server keeps one
+//!   spare fd (libuv's trick): it closes the spare, accepts the waiting connection, closes it
+//!   at once (counted as refused, the client sees a clean close instead of a timeout), and
+//!   reopens the spare. Without a spare it stops accepting for 50 ms.
+//! - **Connections**: one `Rearmable` registration each, for the whole connection: after each
+//!   batch of requests is answered the callback re-arms it (`rearm`, no syscall in steady
+//!   state), for `READ`, or for `WRITE` when a write met `WouldBlock` (the unsent bytes are
+//!   kept; nothing is read meanwhile: back-pressure, nothing is dropped). The callback box is
+//!   allocated once per connection, not per request.
 //! - **Idle timeout**: each connection registers one timeout when accepted and pushes it later
 //!   with `update_timeout` on every request; when it fires the connection is closed with
 //!   `close_fd` (which tells the pending registration `CLOSED`).
-//! - **State**: each connection is an `Arc<Mutex<Conn>>` shared by its pending fd callback and
-//!   its timeout callback, both running on the loop thread of the manager that owns the fd, so
-//!   the lock is never contended. The pending callback owns the `Arc` and hands it to the next
-//!   registration (no reference-count traffic per request). Reads go into one 8 KiB scratch
+//! - **State**: each connection is an `Arc<Mutex<Conn>>` shared by its fd callback and its
+//!   timeout callback, both running on the loop thread of the manager that owns the fd, so the
+//!   lock is never contended. Reads go into one 8 KiB scratch
 //!   buffer per loop thread; a connection keeps bytes only for an unfinished request or an
 //!   unsent response, so an idle connection costs its socket, a small `Conn`, one
 //!   registration and one timer.
@@ -34,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ioman::{EventManager, Interest, Lifetime, LoopHandle, ManualClock, Pool, TimeoutKey};
+use ioman::{EventManager, FdKey, Interest, Lifetime, LoopHandle, ManualClock, Pool, TimeoutKey};
 
 use crate::http;
 
@@ -72,6 +76,7 @@ struct Counters {
     idle_timeouts: AtomicU64,
     protocol_closes: AtomicU64,
     io_errors: AtomicU64,
+    refused: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -94,6 +99,8 @@ pub struct Stats {
     /// Connections closed on a read or write error other than a reset, and failed accepts or
     /// registrations.
     pub io_errors: u64,
+    /// Connections accepted and closed at once because the process was at its fd limit.
+    pub refused: u64,
 }
 
 impl Stats {
@@ -158,13 +165,22 @@ impl Server {
         let owner = &shared.managers[owner_index(listener.as_raw_fd(), shared.managers.len())];
         let fd = listener.as_raw_fd();
         let accept_shared = Arc::clone(&shared);
+        let mut spare = spare_fd();
         let registered = owner.register_fd(
             fd,
             Interest::READ,
-            Lifetime::MultiShot,
-            move |_mgr, _key, readiness| {
-                if !readiness.is_closed() {
-                    accept_all(&listener, &accept_shared);
+            Lifetime::Rearmable,
+            move |mgr, key, readiness| {
+                if readiness.is_closed() {
+                    return;
+                }
+                if accept_all(&listener, &accept_shared, &mut spare) {
+                    let _ = mgr.rearm(key, Interest::READ);
+                } else {
+                    // At the fd limit with no spare: accept again in a moment.
+                    let _ = mgr.register_timeout(Duration::from_millis(50), move |mgr| {
+                        let _ = mgr.rearm(key, Interest::READ);
+                    });
                 }
             },
         );
@@ -204,6 +220,7 @@ impl Server {
             s.idle_timeouts += c.idle_timeouts.load(Ordering::Relaxed);
             s.protocol_closes += c.protocol_closes.load(Ordering::Relaxed);
             s.io_errors += c.io_errors.load(Ordering::Relaxed);
+            s.refused += c.refused.load(Ordering::Relaxed);
         }
         s
     }
@@ -233,8 +250,18 @@ fn owner_index(fd: RawFd, n: usize) -> usize {
     fd.rem_euclid(n as RawFd) as usize
 }
 
+/// The spare fd kept for the fd limit (see the module docs).
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
 /// Accepts until `WouldBlock`, handing each connection to the manager that owns its fd.
-fn accept_all(listener: &TcpListener, shared: &Arc<Shared>) {
+/// Returns `false` when it stopped at the fd limit without a spare fd to refuse with.
+fn accept_all(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    spare: &mut Option<std::fs::File>,
+) -> bool {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -243,14 +270,23 @@ fn accept_all(listener: &TcpListener, shared: &Arc<Shared>) {
                     bump(&shared.counters[i].io_errors);
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                // Free one fd, take the connection that waits and close it, take the fd back.
+                if spare.take().is_none() {
+                    return false;
+                }
+                if let Ok((refused, _)) = listener.accept() {
+                    drop(refused);
+                    bump(&shared.counters[0].refused);
+                }
+                *spare = spare_fd();
+            }
             Err(_) => {
-                // EMFILE and friends: the listener stays registered and is retried on the next
-                // loop iteration.
                 bump(&shared.counters[0].io_errors);
-                return;
+                return true;
             }
         }
     }
@@ -315,18 +351,15 @@ fn start_conn(stream: TcpStream, index: usize, shared: &Arc<Shared>) -> io::Resu
     Ok(())
 }
 
-/// Registers the connection's one `OneShot` registration.
+/// Registers the connection's one `Rearmable` registration, for its whole life.
 fn arm(mgr: &EventManager, fd: RawFd, cell: Cell, interest: Interest) -> io::Result<()> {
-    let mut slot = Some(cell);
     mgr.register_fd(
         fd,
         interest,
-        Lifetime::OneShot,
-        move |mgr, _key, readiness| {
-            if let Some(cell) = slot.take() {
-                if !readiness.is_closed() {
-                    on_ready(mgr, fd, cell);
-                }
+        Lifetime::Rearmable,
+        move |mgr, key, readiness| {
+            if !readiness.is_closed() {
+                on_ready(mgr, key, &cell);
             }
         },
     )
@@ -365,18 +398,18 @@ fn close(mgr: &EventManager, cell: &Cell) {
     }
 }
 
-fn on_ready(mgr: &EventManager, fd: RawFd, cell: Cell) {
+fn on_ready(mgr: &EventManager, key: FdKey, cell: &Cell) {
     let next = {
-        let mut c = lock(&cell);
+        let mut c = lock(cell);
         c.drive(mgr)
     };
     match next {
         Next::Wait(interest) => {
-            if arm(mgr, fd, Arc::clone(&cell), interest).is_err() {
-                close(mgr, &cell);
+            if mgr.rearm(key, interest).is_err() {
+                close(mgr, cell);
             }
         }
-        Next::Close => close(mgr, &cell),
+        Next::Close => close(mgr, cell),
     }
 }
 

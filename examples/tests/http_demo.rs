@@ -144,18 +144,19 @@ fn quick_demo_figures_are_sane() {
     for threads in [1, 2] {
         let d = demo::Demo {
             clients: 20,
-            idle: 200,
-            duration: Duration::from_millis(if threads == 1 { 2000 } else { 1000 }),
+            idle: 150,
+            silent: 50,
+            duration: Duration::from_millis(if threads == 1 { 2500 } else { 1500 }),
             threads,
             client_threads: 1,
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_millis(600),
             progress: false,
         };
         let o = d.run().expect("demo runs");
         let r = &o.report;
         assert!(r.requests > 0, "no requests");
         assert_eq!(r.errors, 0);
-        assert!(o.ok());
+        assert!(o.ok(), "pings: {:?}", o.pings);
         let (p50, p99, max) = (
             r.latency.quantile(0.5),
             r.latency.quantile(0.99),
@@ -165,19 +166,23 @@ fn quick_demo_figures_are_sane() {
             p50 > Duration::ZERO && p50 <= p99 && p99 <= max,
             "{p50:?} {p99:?} {max:?}"
         );
-        // Every connection, idle or active, is open on the server with its own timer.
-        assert_eq!(o.idle_opened, 200);
+        // The pinged idle connections stay open, each with its own timer; the silent ones
+        // were closed by their idle timeout.
+        assert_eq!((o.idle_opened, o.silent_opened), (150, 50));
         assert_eq!(o.server.accepted, 220);
-        assert_eq!(o.server.live(), 220);
-        assert_eq!(o.live.1, 220, "one idle timer per connection");
-        assert!(
-            o.live.0 >= 200 && o.live.0 <= 221,
-            "registrations: {}",
-            o.live.0
+        assert_eq!(
+            o.server.idle_timeouts, 50,
+            "every silent connection timed out"
         );
-        assert_eq!(o.server.idle_timeouts, 0);
+        assert_eq!(o.server.live(), 170);
+        assert_eq!(o.live.1, 170, "one idle timer per connection");
+        assert_eq!(
+            o.live.0, 171,
+            "one registration per connection, and the listener's"
+        );
+        assert!(o.pings.0 > 0 && o.pings.1 == 0, "pings: {:?}", o.pings);
         assert_eq!(o.server.io_errors, 0);
-        assert!(o.server.requests >= r.requests);
+        assert!(o.server.requests >= r.requests + o.pings.0);
     }
 }
 

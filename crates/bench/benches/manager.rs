@@ -8,14 +8,32 @@
 //!     and re-registering itself (a new one-shot registration, one `EPOLL_CTL_MOD`), driven
 //!     by `EventManager::step(None)`. The callbacks read once, not until `WouldBlock`: a
 //!     one-shot is re-armed level-triggered, so a byte left behind would fire again;
-//!   - `mio`: a hand-written `mio::Poll` loop, edge-triggered, reading until `WouldBlock`;
+//!   - `mio`: a hand-written `mio::Poll` loop, edge-triggered, reading until `WouldBlock`
+//!     (two `recv` per hop, where the ioman bouncers make one);
+//!   - `mio_read_once`: the same loop stopping at a short read (one `recv` per hop, as
+//!     tokio and the ioman bouncers): the reference on equal syscalls;
 //!   - `tokio`: two tasks awaiting `AsyncFd::readable` on a current-thread runtime;
 //!   - `ioman_multishot` (not a peer): ioman with `Lifetime::MultiShot` callbacks registered
-//!     once, which isolates the cost of the one-shot re-arm.
+//!     once, which isolates the cost of the one-shot re-arm;
+//!   - `ioman_rearm`: ioman's zero-syscall re-arm: two `Lifetime::Rearmable` READ
+//!     registrations made once, each callback reading the byte, writing it on and calling
+//!     `EventManager::rearm` (a flag flip: the kernel keeps its level-triggered registration).
 //!
-//!   After them, `round_trip/interleaved` runs the four in turn for 21 rounds of 20,000
+//!   After them, `round_trip/interleaved` runs the six in turn for 21 rounds of 20,000
 //!   round trips and prints each one's median ratio to mio, which is robust to a machine
 //!   shared with other work (its criterion line is a 1 ns placeholder; read the summary).
+//! * `rearm/*`: GHC's one-shot wait through the manager against raw epoll: one socketpair; per
+//!   iteration write a byte, wait for it, read it, and be ready to wait again. ns per wait:
+//!   - `raw_epoll_level` (the floor, 1.00): a hand-written `epoll_wait` loop on a
+//!     level-triggered `EPOLLIN` registration made once: nothing to re-arm;
+//!   - `raw_epoll_oneshot`: `EPOLLONESHOT`, one `EPOLL_CTL_MOD` per wait (the Mio paper's cost);
+//!   - `ioman_rearmable`: a `Lifetime::Rearmable` registration whose callback reads and calls
+//!     `rearm`, driven by `EventManager::step(None)`;
+//!   - `ioman_oneshot`: a new `Lifetime::OneShot` registration per wait (GHC's
+//!     `threadWaitRead`: one `EPOLL_CTL_MOD`), driven the same way.
+//!
+//!   `rearm/interleaved` runs the four in turn (21 rounds of 20,000 waits) and prints each
+//!   one's median ratio to `raw_epoll_level`.
 //! * `register_unregister/*`: two threads register and unregister a one-shot READ interest
 //!   on their own fds (no readiness ever) while the loop runs on a third thread; ns per
 //!   register + unregister pair (wall clock, both threads together). The wakeup syscalls the
@@ -32,16 +50,19 @@
 //! Set `IOMAN_BENCH_CPU_TIME=1` to time the round trips in thread CPU time instead of wall
 //! time (for a machine shared with other work).
 //!
-//! Targets: round trip within 1.2x of the mio loop and faster than tokio; zero wakeup
-//! syscalls for registration on epoll.
+//! Targets (issue 13): round trip through the manager (`ioman_rearm`) within 1.05x of the mio
+//! loop and faster than tokio; the one-shot wait through the manager (`rearm/ioman_rearmable`)
+//! within 1.05x of `rearm/raw_epoll_level`; zero wakeup syscalls for registration on epoll.
+//! The interleaved summaries are the figures to read on a shared machine:
 //!
 //! ```text
 //! cargo bench -p ioman-bench --bench manager -- --warm-up-time 1 --measurement-time 3
+//! IOMAN_BENCH_CPU_TIME=1 cargo bench -p ioman-bench --bench manager -- interleaved
 //! ```
 #![allow(missing_docs)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -233,6 +254,51 @@ impl IomanBouncer {
     }
 }
 
+impl IomanBouncer {
+    /// The bounce with `Lifetime::Rearmable` callbacks registered once, each re-armed by its
+    /// callback with `rearm`: GHC's one-shot meaning at no syscall per re-arm (the kernel
+    /// keeps a level-triggered registration). The callbacks read once: a byte left behind
+    /// would fire again at once after the re-arm, as with a one-shot.
+    fn new_rearm() -> IomanBouncer {
+        let mgr = EventManager::new().expect("manager");
+        let rt = Arc::new(RoundTrip {
+            pairs: Pairs::new(),
+            done: AtomicU64::new(0),
+            target: AtomicU64::new(0),
+        });
+        let r = Arc::clone(&rt);
+        mgr.register_fd(
+            rt.pairs.b1.as_raw_fd(),
+            Interest::READ,
+            Lifetime::Rearmable,
+            move |mgr, key, _| {
+                if read_byte(&r.pairs.b1) {
+                    let done = r.done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if done < r.target.load(Ordering::Relaxed) {
+                        write_byte(&r.pairs.a2);
+                    }
+                }
+                assert!(mgr.rearm(key, Interest::READ).expect("rearm b1"));
+            },
+        )
+        .expect("register b1");
+        let r = Arc::clone(&rt);
+        mgr.register_fd(
+            rt.pairs.b2.as_raw_fd(),
+            Interest::READ,
+            Lifetime::Rearmable,
+            move |mgr, key, _| {
+                if read_byte(&r.pairs.b2) {
+                    write_byte(&r.pairs.a1);
+                }
+                assert!(mgr.rearm(key, Interest::READ).expect("rearm b2"));
+            },
+        )
+        .expect("register b2");
+        IomanBouncer { mgr, rt }
+    }
+}
+
 impl Bouncer for IomanBouncer {
     fn run(&mut self, iters: u64) -> Duration {
         let rt = &self.rt;
@@ -255,10 +321,24 @@ struct MioBouncer {
     b2: mio::net::UnixStream,
     a1: UnixStream,
     a2: UnixStream,
+    /// Stop at a read shorter than the buffer instead of reading on to `WouldBlock`.
+    read_once: bool,
 }
 
 impl MioBouncer {
+    /// Reads until `WouldBlock` (two `recv` per hop), the usual edge-triggered loop.
     fn new() -> MioBouncer {
+        MioBouncer::with(false)
+    }
+
+    /// Stops at a short read (one `recv` per hop, as the ioman bouncers make): with
+    /// edge-triggered epoll a byte that arrives later makes a new edge, so a read shorter
+    /// than the buffer has drained the socket (tokio relies on the same).
+    fn read_once() -> MioBouncer {
+        MioBouncer::with(true)
+    }
+
+    fn with(read_once: bool) -> MioBouncer {
         use mio::{Interest as MioInterest, Token};
         let p = Pairs::new();
         let poll = mio::Poll::new().expect("mio poll");
@@ -277,6 +357,7 @@ impl MioBouncer {
             b2,
             a1: p.a1,
             a2: p.a2,
+            read_once,
         }
     }
 }
@@ -307,6 +388,9 @@ impl Bouncer for MioBouncer {
                                 } else {
                                     write_byte(dst);
                                 }
+                            }
+                            if self.read_once && n < buf.len() {
+                                break;
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -423,6 +507,29 @@ fn round_trip_ioman(c: &mut Criterion) {
     );
 }
 
+fn round_trip_ioman_rearm(c: &mut Criterion) {
+    let mut b = IomanBouncer::new_rearm();
+    let before = b.mgr.stats();
+    c.bench_function("round_trip/ioman_rearm", |bench| {
+        bench.iter_custom(|iters| b.run(iters))
+    });
+    let s = b.mgr.stats();
+    if s.iterations == before.iterations {
+        return; // filtered out
+    }
+    println!(
+        "round_trip/ioman_rearm: {} fd callbacks, {} polls, {} epoll_ctl (register {}, modify \
+         {}, deregister {}), {} wakeup syscalls",
+        s.fd_callbacks,
+        s.polls,
+        s.backend_registers + s.backend_modifies + s.backend_deregisters,
+        s.backend_registers,
+        s.backend_modifies,
+        s.backend_deregisters,
+        s.wakeups
+    );
+}
+
 fn round_trip_ioman_multishot(c: &mut Criterion) {
     bench_bouncer(
         c,
@@ -435,6 +542,10 @@ fn round_trip_mio(c: &mut Criterion) {
     bench_bouncer(c, "round_trip/mio", MioBouncer::new());
 }
 
+fn round_trip_mio_read_once(c: &mut Criterion) {
+    bench_bouncer(c, "round_trip/mio_read_once", MioBouncer::read_once());
+}
+
 fn round_trip_tokio(c: &mut Criterion) {
     bench_bouncer(c, "round_trip/tokio", TokioBouncer::new());
 }
@@ -443,27 +554,42 @@ fn round_trip_tokio(c: &mut Criterion) {
 const ROUNDS: usize = 21;
 const PER_ROUND: u64 = 20_000;
 
-/// Not a criterion measurement: the four round trips run in turn, `ROUNDS` times, and the
-/// median of each one's per-round ratio to mio is printed. Interleaving cancels the drift of a
+/// Not a criterion measurement: the round trips run in turn, `ROUNDS` times, and the median
+/// of each one's per-round ratio to mio is printed. Interleaving cancels the drift of a
 /// machine shared with other work, which separate criterion runs minutes apart do not.
 fn round_trip_interleaved(c: &mut Criterion) {
-    // Runs only when criterion's filter selects `round_trip/interleaved`: criterion calls this
-    // closure only then. Its own criterion line measures nothing (a constant 1 ns, in no wall
-    // time); the summary printed below is the result.
+    interleaved(c, "round_trip/interleaved", "round trip", || {
+        vec![
+            ("mio", Box::new(MioBouncer::new()) as Box<dyn Bouncer>),
+            ("mio_read_once", Box::new(MioBouncer::read_once())),
+            ("ioman", Box::new(IomanBouncer::new_oneshot())),
+            ("ioman_multishot", Box::new(IomanBouncer::new_multishot())),
+            ("ioman_rearm", Box::new(IomanBouncer::new_rearm())),
+            ("tokio", Box::new(TokioBouncer::new())),
+        ]
+    });
+}
+
+/// Runs `make()`'s bouncers in turn, `ROUNDS` times `PER_ROUND` iterations, and prints each
+/// one's median time and median per-round ratio to the first.
+fn interleaved(
+    c: &mut Criterion,
+    name: &str,
+    unit: &str,
+    make: impl FnOnce() -> Vec<(&'static str, Box<dyn Bouncer>)>,
+) {
+    // Runs only when criterion's filter selects `name`: criterion calls this closure only
+    // then. Its own criterion line measures nothing (a constant 1 ns, in no wall time); the
+    // summary printed below is the result.
     let mut selected = false;
-    c.bench_function("round_trip/interleaved", |b| {
+    c.bench_function(name, |b| {
         selected = true;
         b.iter_custom(Duration::from_nanos)
     });
     if !selected {
         return;
     }
-    let mut bouncers: Vec<(&str, Box<dyn Bouncer>)> = vec![
-        ("mio", Box::new(MioBouncer::new())),
-        ("ioman", Box::new(IomanBouncer::new_oneshot())),
-        ("ioman_multishot", Box::new(IomanBouncer::new_multishot())),
-        ("tokio", Box::new(TokioBouncer::new())),
-    ];
+    let mut bouncers = make();
     for (_, b) in bouncers.iter_mut() {
         b.run(PER_ROUND); // warm up
     }
@@ -483,21 +609,241 @@ fn round_trip_interleaved(c: &mut Criterion) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let base = bouncers[0].0;
     println!(
-        "round_trip/interleaved ({ROUNDS} rounds x {PER_ROUND} round trips, medians; {}):",
+        "{name} ({ROUNDS} rounds x {PER_ROUND}, medians; {}; load average {}):",
         if std::env::var_os("IOMAN_BENCH_CPU_TIME").is_some() {
             "thread CPU time"
         } else {
             "wall time"
-        }
+        },
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
     );
-    for (i, (name, _)) in bouncers.iter().enumerate() {
+    for (i, (label, _)) in bouncers.iter().enumerate() {
         println!(
-            "  {name:<16} {:>8.0} ns/round trip   {:.2}x mio",
+            "  {label:<18} {:>8.0} ns/{unit}   {:.3}x {base}",
             median(&mut ns[i]),
             median(&mut ratio[i])
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-shot wait and re-arm, one socketpair
+// ---------------------------------------------------------------------------------------------
+
+/// A raw libc epoll instance watching one fd.
+struct RawEpoll {
+    epfd: RawFd,
+    events: [libc::epoll_event; 8],
+}
+
+impl RawEpoll {
+    fn new() -> RawEpoll {
+        // SAFETY: epoll_create1 takes flags only.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(
+            epfd >= 0,
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        );
+        RawEpoll {
+            epfd,
+            events: [libc::epoll_event { events: 0, u64: 0 }; 8],
+        }
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: libc::c_int) {
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: `self.epfd` is open and `ev` is a valid event the kernel reads.
+        let r = unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) };
+        assert_eq!(r, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    }
+
+    /// Blocks until an event; returns how many.
+    fn wait(&mut self) -> usize {
+        // SAFETY: `events` has room for its length in events, which the kernel writes.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd,
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                -1,
+            )
+        };
+        assert!(n >= 0, "epoll_wait: {}", std::io::Error::last_os_error());
+        n as usize
+    }
+}
+
+impl Drop for RawEpoll {
+    fn drop(&mut self) {
+        // SAFETY: `epfd` is owned by this value and closed once.
+        unsafe { libc::close(self.epfd) };
+    }
+}
+
+/// Raw epoll on one socketpair: level-triggered (`oneshot == false`, registered once) or
+/// `EPOLLONESHOT` re-armed with `EPOLL_CTL_MOD` after every wait.
+struct RawWaiter {
+    ep: RawEpoll,
+    a: UnixStream,
+    b: UnixStream,
+    oneshot: bool,
+}
+
+impl RawWaiter {
+    fn new(oneshot: bool) -> RawWaiter {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        b.set_nonblocking(true).expect("nonblocking");
+        let ep = RawEpoll::new();
+        let flags = if oneshot {
+            libc::EPOLLIN | libc::EPOLLONESHOT
+        } else {
+            libc::EPOLLIN
+        };
+        ep.ctl(libc::EPOLL_CTL_ADD, b.as_raw_fd(), flags);
+        RawWaiter { ep, a, b, oneshot }
+    }
+}
+
+impl Bouncer for RawWaiter {
+    fn run(&mut self, iters: u64) -> Duration {
+        let fd = self.b.as_raw_fd();
+        let start = Stopwatch::start();
+        for _ in 0..iters {
+            write_byte(&self.a);
+            assert_eq!(self.ep.wait(), 1);
+            assert!(read_byte(&self.b));
+            if self.oneshot {
+                self.ep
+                    .ctl(libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN | libc::EPOLLONESHOT);
+            }
+        }
+        start.elapsed()
+    }
+}
+
+/// The same wait through the manager, driven by `step(None)`: a `Rearmable` registration
+/// made once and re-armed by its callback, or a new `OneShot` registration per wait.
+struct IomanWaiter {
+    mgr: EventManager,
+    a: UnixStream,
+    b: Arc<UnixStream>,
+    got: Arc<AtomicU64>,
+    rearmable: bool,
+}
+
+impl IomanWaiter {
+    fn new(rearmable: bool) -> IomanWaiter {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        b.set_nonblocking(true).expect("nonblocking");
+        let w = IomanWaiter {
+            mgr: EventManager::new().expect("manager"),
+            a,
+            b: Arc::new(b),
+            got: Arc::new(AtomicU64::new(0)),
+            rearmable,
+        };
+        if rearmable {
+            let (b, got) = (Arc::clone(&w.b), Arc::clone(&w.got));
+            w.mgr
+                .register_fd(
+                    w.b.as_raw_fd(),
+                    Interest::READ,
+                    Lifetime::Rearmable,
+                    move |mgr, key, _| {
+                        if read_byte(&b) {
+                            got.fetch_add(1, Ordering::Relaxed);
+                        }
+                        assert!(mgr.rearm(key, Interest::READ).expect("rearm"));
+                    },
+                )
+                .expect("register");
+        }
+        w
+    }
+
+    fn arm_oneshot(&self) {
+        let (b, got) = (Arc::clone(&self.b), Arc::clone(&self.got));
+        self.mgr
+            .register_fd(
+                self.b.as_raw_fd(),
+                Interest::READ,
+                Lifetime::OneShot,
+                move |_, _, _| {
+                    if read_byte(&b) {
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            )
+            .expect("register");
+    }
+}
+
+impl Bouncer for IomanWaiter {
+    fn run(&mut self, iters: u64) -> Duration {
+        let before = self.got.load(Ordering::Relaxed);
+        let start = Stopwatch::start();
+        for _ in 0..iters {
+            if !self.rearmable {
+                self.arm_oneshot();
+            }
+            write_byte(&self.a);
+            self.mgr.step(None).expect("step");
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(self.got.load(Ordering::Relaxed) - before, iters);
+        elapsed
+    }
+}
+
+fn rearm_raw_level(c: &mut Criterion) {
+    bench_bouncer(c, "rearm/raw_epoll_level", RawWaiter::new(false));
+}
+
+fn rearm_raw_oneshot(c: &mut Criterion) {
+    bench_bouncer(c, "rearm/raw_epoll_oneshot", RawWaiter::new(true));
+}
+
+fn rearm_ioman_rearmable(c: &mut Criterion) {
+    let mut w = IomanWaiter::new(true);
+    c.bench_function("rearm/ioman_rearmable", |b| {
+        b.iter_custom(|iters| w.run(iters))
+    });
+    let s = w.mgr.stats();
+    if s.polls == 0 {
+        return; // filtered out
+    }
+    println!(
+        "rearm/ioman_rearmable: {} waits, {} polls, {} epoll_ctl",
+        s.fd_callbacks,
+        s.polls,
+        s.backend_registers + s.backend_modifies + s.backend_deregisters
+    );
+}
+
+fn rearm_ioman_oneshot(c: &mut Criterion) {
+    bench_bouncer(c, "rearm/ioman_oneshot", IomanWaiter::new(false));
+}
+
+fn rearm_interleaved(c: &mut Criterion) {
+    interleaved(c, "rearm/interleaved", "wait", || {
+        vec![
+            (
+                "raw_epoll_level",
+                Box::new(RawWaiter::new(false)) as Box<dyn Bouncer>,
+            ),
+            ("raw_epoll_oneshot", Box::new(RawWaiter::new(true))),
+            ("ioman_rearmable", Box::new(IomanWaiter::new(true))),
+            ("ioman_oneshot", Box::new(IomanWaiter::new(false))),
+        ]
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,9 +1045,16 @@ criterion_group!(
     benches,
     round_trip_ioman,
     round_trip_ioman_multishot,
+    round_trip_ioman_rearm,
     round_trip_mio,
+    round_trip_mio_read_once,
     round_trip_tokio,
     round_trip_interleaved,
+    rearm_raw_level,
+    rearm_raw_oneshot,
+    rearm_ioman_rearmable,
+    rearm_ioman_oneshot,
+    rearm_interleaved,
     register_unregister_epoll,
     register_unregister_poll,
     register_unregister_multishot_epoll,

@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ioman::{EventManager, Interest, Lifetime};
-use ioman_wakeup::{signal, Control, Message, SignalInfo};
+use ioman_wakeup::{signal, Control, Message, Signal, SignalInfo};
 
 /// Heartbeat period.
 const BEAT: Duration = Duration::from_millis(100);
@@ -47,9 +47,9 @@ fn main() -> io::Result<()> {
     let manager = Arc::new(EventManager::new()?);
     let control = Control::new()?;
     let sender = control.sender();
-    // Held until the end: dropping a subscription restores the previous disposition.
-    let _int = signal::subscribe(libc::SIGINT, &sender)?;
-    let _term = signal::subscribe(libc::SIGTERM, &sender)?;
+    // Held until the end: dropping a subscription stops the forwarding.
+    let _int = signal::subscribe(Signal::INT, &sender)?;
+    let _term = signal::subscribe(Signal::TERM, &sender)?;
 
     // The loop thread is the only one that reads the channel. The callback owns the
     // `Control`, so the fd stays open as long as it is registered; the manager drops the
@@ -73,21 +73,18 @@ fn main() -> io::Result<()> {
             for m in &messages {
                 match m {
                     Message::Signal(info) => {
-                        let name = match info.signo {
-                            libc::SIGINT => "SIGINT",
-                            libc::SIGTERM => "SIGTERM",
-                            _ => "another signal",
-                        };
                         println!(
-                            "loop thread: got {name} (signo {}, from pid {}), shutting down",
-                            info.signo, info.pid
+                            "loop thread: got {} (signo {}, from pid {}), shutting down",
+                            info.signal(),
+                            info.signal().as_raw(),
+                            info.pid()
                         );
                         let mut g = got.lock().unwrap_or_else(|e| e.into_inner());
                         g.get_or_insert(*info);
                         mgr.shutdown();
                     }
                     Message::Die => mgr.shutdown(),
-                    Message::Wakeup => {}
+                    _ => {} // Wakeup
                 }
             }
         },
@@ -132,7 +129,7 @@ fn main() -> io::Result<()> {
     );
     match info {
         Some(info) => {
-            println!("clean shutdown on signal {}", info.signo);
+            println!("clean shutdown on {}", info.signal());
             Ok(())
         }
         None => Err(io::Error::other("the loop stopped without a signal")),

@@ -414,8 +414,12 @@ impl<B: Backend + 'static> EventManager<B> {
         if kernel.mode == ioman_poll::Mode::OneShot {
             kernel.armed = false;
         }
-        let woken = entry.woken(readiness);
-        if woken.is_empty() {
+        let mut wakes = entry
+            .regs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.wakes(readiness));
+        let Some((first, _)) = wakes.next() else {
             // Nothing armed wants this readiness: the kernel watches more than is wanted
             // (a fired `Rearmable` not re-armed yet: libev's lazy disarm; or a shrink that
             // failed), or a one-shot fd must be re-armed for the registrations it did not
@@ -425,7 +429,14 @@ impl<B: Backend + 'static> EventManager<B> {
                 crate::trace::event!(WARN, "rearm_failed", fd, error = %_e);
             }
             return 0;
+        };
+        if wakes.next().is_none() {
+            // The common case, one registration woken: its turn is now, under this lock.
+            let turn = self.take_turn(fd, entry, first, readiness);
+            drop(stripe);
+            return self.run_turn(fd, turn);
         }
+        let woken = entry.woken(readiness);
         let gen = entry.gen;
         let mut ran = 0;
         let mut held = Some(stripe);
@@ -441,30 +452,54 @@ impl<B: Backend + 'static> EventManager<B> {
             let Some(i) = entry.regs.iter().position(|r| r.id == id) else {
                 continue; // unregistered by an earlier callback
             };
-            let reg = &mut entry.regs[i];
-            if !reg.armed {
-                continue; // disarmed by an earlier callback
+            if !entry.regs[i].wakes(readiness) {
+                continue; // disarmed (or interest changed) by an earlier callback
             }
-            let Some(cb) = reg.cb.take() else { continue };
-            let delivered = mask(readiness, reg.interest);
-            let oneshot = reg.lifetime == Lifetime::OneShot;
-            if reg.lifetime == Lifetime::Rearmable {
-                // Fired: it waits for `rearm`. The kernel keeps watching (lazily).
-                reg.armed = false;
-            }
-            if oneshot {
-                entry.regs.remove(i);
-                // Re-arm for the registrations that stay, before the callback runs: a
-                // callback that registers again then costs its own single `MOD`, not two.
-                if let Err(_e) = entry.sync(fd, &self.kernel(), Follow::Lazy) {
-                    crate::trace::event!(WARN, "rearm_failed", fd, error = %_e);
-                }
-            }
+            let turn = self.take_turn(fd, entry, i, readiness);
             drop(stripe);
-            self.call_fd(self.fd_key(fd, id), cb, delivered, oneshot);
-            ran += 1;
+            ran += self.run_turn(fd, turn);
         }
         ran
+    }
+
+    /// Takes registration `i`'s callback out of the table for its turn (under the stripe
+    /// lock): a fired `Rearmable` is disarmed, a one-shot removed (and the kernel re-armed
+    /// for the registrations that stay).
+    fn take_turn(
+        &self,
+        fd: RawFd,
+        entry: &mut crate::table::FdEntry<B>,
+        i: usize,
+        readiness: Readiness,
+    ) -> Option<(u64, FdCallback<B>, Readiness, bool)> {
+        let reg = &mut entry.regs[i];
+        let cb = reg.cb.take()?;
+        let (id, delivered) = (reg.id, mask(readiness, reg.interest));
+        let oneshot = reg.lifetime == Lifetime::OneShot;
+        if reg.lifetime == Lifetime::Rearmable {
+            // Fired: it waits for `rearm`. The kernel keeps watching (lazily).
+            reg.armed = false;
+        }
+        if oneshot {
+            entry.regs.remove(i);
+            // Re-arm for the registrations that stay, before the callback runs: a callback
+            // that registers again then costs its own single `MOD`, not two.
+            if let Err(_e) = entry.sync(fd, &self.kernel(), Follow::Lazy) {
+                crate::trace::event!(WARN, "rearm_failed", fd, error = %_e);
+            }
+        }
+        Some((id, cb, delivered, oneshot))
+    }
+
+    /// Runs a turn taken by `take_turn` (outside every lock); returns the callbacks run.
+    fn run_turn(&self, fd: RawFd, turn: Option<(u64, FdCallback<B>, Readiness, bool)>) -> usize {
+        match turn {
+            Some((id, cb, delivered, oneshot)) => {
+                self.call_fd(self.fd_key(fd, id), cb, delivered, oneshot);
+                1
+            }
+            None => 0,
+        }
     }
 
     /// Runs a callback taken out of the table, then drops it (one-shot) or gives it back to

@@ -626,6 +626,9 @@ impl<B: Backend + 'static> EventManager<B> {
         let Some(i) = entry.regs.iter().position(|r| r.id == key.id) else {
             return Ok(false);
         };
+        if entry.rearm_in_place(i, interest) {
+            return Ok(true); // the steady state: the kernel still watches it
+        }
         let before = (entry.regs[i].interest, entry.regs[i].armed);
         (entry.regs[i].interest, entry.regs[i].armed) = (interest, true);
         let changed = match entry.sync(key.fd, &self.kernel(), Follow::Lazy) {

@@ -30,6 +30,14 @@ pub(crate) struct Reg<B: Backend + 'static> {
     pub(crate) cb: Option<FdCallback<B>>,
 }
 
+impl<B: Backend + 'static> Reg<B> {
+    /// Whether `readiness` wakes this registration: armed, not running, and asking for it.
+    #[inline]
+    pub(crate) fn wakes(&self, readiness: Readiness) -> bool {
+        self.armed && self.cb.is_some() && readiness.satisfies(self.interest)
+    }
+}
+
 /// What the kernel has been told about an fd.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Held {
@@ -318,14 +326,26 @@ impl<B: Backend + 'static> FdEntry<B> {
         Ok(())
     }
 
-    /// The ids of the registrations `readiness` wakes (armed, not running, and asking for
-    /// it), in registration order.
+    /// The ids of the registrations `readiness` wakes, in registration order.
     pub(crate) fn woken(&self, readiness: Readiness) -> smallvec::SmallVec<[u64; 4]> {
         self.regs
             .iter()
-            .filter(|r| r.armed && r.cb.is_some() && readiness.satisfies(r.interest))
+            .filter(|r| r.wakes(readiness))
             .map(|r| r.id)
             .collect()
+    }
+
+    /// `rearm`'s fast path: when the kernel already watches `interest` for this fd in level
+    /// mode, arming registration `i` costs nothing but the flag. Returns whether it did.
+    pub(crate) fn rearm_in_place(&mut self, i: usize, interest: Interest) -> bool {
+        let covered = self
+            .kernel
+            .is_some_and(|k| k.armed && k.mode == Mode::Level && covers(k.interest, interest));
+        if covered {
+            let r = &mut self.regs[i];
+            (r.interest, r.armed) = (interest, true);
+        }
+        covered
     }
 }
 

@@ -16,6 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use crate::signal::Signal;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use crate::sys;
 use crate::wakeup::Pending;
@@ -26,7 +27,11 @@ const TAG_WAKE: u32 = 0x5741_4b45; // "WAKE"
 const TAG_SIGNAL: u32 = 0x5349_474e; // "SIGN"
 
 /// A message read from a [`Control`] by [`Control::drain`].
+///
+/// `#[non_exhaustive]`: GHC's control channel has grown messages before, so a `match` needs a
+/// wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Message {
     /// Someone called [`ControlSender::wake`] (any number of wakes since the last drain
     /// count once).
@@ -39,29 +44,96 @@ pub enum Message {
 }
 
 /// What a forwarded signal carries, copied out of its `siginfo_t`.
+///
+/// Read it with the accessors; fields that the kernel did not fill for this kind of signal
+/// read as 0. [`SignalInfo::new`] and the `with_*` methods build one, for
+/// [`ControlSender::send`] and for tests.
+///
+/// # Examples
+///
+/// ```
+/// use ioman_wakeup::{Signal, SignalInfo};
+///
+/// let info = SignalInfo::new(Signal::USR1).with_sender(42, 1000).with_value(7);
+/// assert_eq!((info.signal(), info.pid(), info.uid(), info.value()), (Signal::USR1, 42, 1000, 7));
+/// assert_eq!(info.code(), 0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SignalInfo {
-    /// The signal number (`si_signo`), e.g. `libc::SIGUSR1`.
-    pub signo: i32,
+    signal: Signal,
+    code: i32,
+    pid: i32,
+    uid: u32,
+    value: usize,
+}
+
+impl SignalInfo {
+    /// Information about `signal` with every other field 0 (a `code` of 0 is `SI_USER` on
+    /// Linux, NetBSD, OpenBSD and illumos).
+    pub const fn new(signal: Signal) -> SignalInfo {
+        SignalInfo {
+            signal,
+            code: 0,
+            pid: 0,
+            uid: 0,
+            value: 0,
+        }
+    }
+
+    /// The same, with [`code`](SignalInfo::code) set.
+    #[must_use]
+    pub const fn with_code(self, code: i32) -> SignalInfo {
+        SignalInfo { code, ..self }
+    }
+
+    /// The same, with the sender's [`pid`](SignalInfo::pid) and [`uid`](SignalInfo::uid) set.
+    #[must_use]
+    pub const fn with_sender(self, pid: i32, uid: u32) -> SignalInfo {
+        SignalInfo { pid, uid, ..self }
+    }
+
+    /// The same, with [`value`](SignalInfo::value) set.
+    #[must_use]
+    pub const fn with_value(self, value: usize) -> SignalInfo {
+        SignalInfo { value, ..self }
+    }
+
+    /// The signal (`si_signo`).
+    pub const fn signal(&self) -> Signal {
+        self.signal
+    }
+
     /// `si_code`: [`SI_USER`](crate::signal::SI_USER) for `kill(2)`,
     /// [`SI_QUEUE`](crate::signal::SI_QUEUE) for `sigqueue(3)`, a code of the thread-directed
     /// kill behind `raise(3)`/`pthread_kill(3)` (`SI_TKILL` on Linux, `SI_LWP` on the BSDs
     /// and illumos), or a kernel code. The numbers differ between systems.
-    pub code: i32,
+    pub const fn code(&self) -> i32 {
+        self.code
+    }
+
     /// The sending process (`si_pid`) for signals sent by a process (and `SIGCHLD`'s child);
     /// 0 otherwise.
-    pub pid: i32,
-    /// The sender's real user id (`si_uid`), under the same condition as `pid`; 0 otherwise.
-    pub uid: u32,
+    pub const fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The sender's real user id (`si_uid`), under the same condition as
+    /// [`pid`](SignalInfo::pid); 0 otherwise.
+    pub const fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// `si_value` as an integer for `sigqueue(3)` and message-queue signals; 0 otherwise.
-    pub value: usize,
+    pub const fn value(&self) -> usize {
+        self.value
+    }
 }
 
 /// Encodes a signal record. Async-signal-safe: no allocation, no locks.
 pub(crate) fn encode_signal(info: &SignalInfo) -> [u8; RECORD] {
     let mut rec = [0u8; RECORD];
     rec[0..4].copy_from_slice(&TAG_SIGNAL.to_ne_bytes());
-    rec[4..8].copy_from_slice(&info.signo.to_ne_bytes());
+    rec[4..8].copy_from_slice(&info.signal.as_raw().to_ne_bytes());
     rec[8..12].copy_from_slice(&info.code.to_ne_bytes());
     rec[12..16].copy_from_slice(&info.pid.to_ne_bytes());
     rec[16..20].copy_from_slice(&info.uid.to_ne_bytes());
@@ -87,8 +159,15 @@ fn decode(rec: &[u8]) -> io::Result<Option<SignalInfo>> {
         TAG_SIGNAL => {
             let mut value = [0u8; 8];
             value.copy_from_slice(&rec[24..32]);
+            let signo = i32::from_ne_bytes(field(4));
+            let signal = Signal::from_raw(signo).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("control record for signal number {signo}"),
+                )
+            })?;
             Ok(Some(SignalInfo {
-                signo: i32::from_ne_bytes(field(4)),
+                signal,
                 code: i32::from_ne_bytes(field(8)),
                 pid: i32::from_ne_bytes(field(12)),
                 uid: u32::from_ne_bytes(field(16)),
@@ -311,7 +390,7 @@ impl ControlSender {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// The write end, for the signal subscriber table. Valid while `self` (or a clone) lives.
+    /// The write end, for the signal action. Valid while `self` (or a clone) lives.
     pub(crate) fn write_fd(&self) -> RawFd {
         self.shared.write.as_raw_fd()
     }

@@ -1,8 +1,40 @@
 //! Wake an event loop from any thread with one readable file descriptor, and carry GHC's
 //! control messages (wakeup, die, POSIX signals) to it.
 //!
+//! ```
+//! use std::os::fd::AsRawFd;
+//! use ioman_wakeup::{signal, Control, Message, Signal};
+//!
+//! // The loop's side: one fd that carries wakeups, shutdown and signals.
+//! let control = Control::new()?;
+//! let sender = control.sender();
+//! // SIGHUP now arrives as a message, handled outside signal context.
+//! let _hup = signal::subscribe(Signal::HUP, &sender)?;
+//!
+//! // Any thread: ask the loop to stop.
+//! std::thread::spawn(move || sender.die()).join().expect("sender")?;
+//!
+//! let mut pfd = libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+//! let mut messages = Vec::new();
+//! 'run: loop {
+//!     // SAFETY: one valid pollfd.
+//!     unsafe { libc::poll(&mut pfd, 1, -1) };
+//!     messages.clear();
+//!     control.drain(&mut messages)?;
+//!     for m in &messages {
+//!         match m {
+//!             Message::Signal(info) => println!("{} from pid {}", info.signal(), info.pid()),
+//!             Message::Die => break 'run,
+//!             _ => {} // Wakeup: look at the work other threads published
+//!         }
+//!     }
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! This is the wakeup part of ioman, a Rust rebuild of GHC's event manager (`Control.hs` and
-//! the RTS's `MIO.c`/`Signals.c`). It depends on nothing but `libc`.
+//! the RTS's `MIO.c`/`Signals.c`). It depends on `libc` and `signal-hook-registry` (the
+//! signal registry tokio and signal-hook share) only.
 //!
 //! # Main types
 //!
@@ -13,8 +45,10 @@
 //! * [`Control`] and [`ControlSender`]: GHC's control channel. [`Message::Wakeup`] (coalesced),
 //!   [`Message::Die`] (never lost) and [`Message::Signal`] all arrive through one pipe, so
 //!   the loop registers one fd and reads everything with [`Control::drain`].
-//! * [`signal::subscribe`]: forwards a POSIX signal into one or more `Control`s from an
-//!   async-signal-safe handler, so the loop handles it outside signal context.
+//! * [`signal::subscribe`]: forwards a POSIX [`Signal`] (a typed number: `Signal::TERM`)
+//!   into one or more `Control`s from an async-signal-safe action, so the loop handles it
+//!   outside signal context. It coexists with `tokio::signal`, `signal-hook` and handlers
+//!   installed before it: they all see every delivery.
 //!
 //! # Platforms
 //!
@@ -31,7 +65,8 @@
 //! NetBSD, OpenBSD and illumos CI type-checks and lints the crate with its tests, but runs
 //! nothing there; Android, iOS and DragonFly are written for and not checked. The `si_code`
 //! numbers and the `errno` accessor of each system come from its headers (`build.rs` names
-//! which), since libc has the `SI_*` constants for Linux only.
+//! which), since libc has the `SI_*` constants for Linux only; the numbers behind
+//! [`Signal`]'s constants are libc's for the target.
 //!
 //! # Threading rules
 //!
@@ -42,7 +77,8 @@
 //!   published. Every wake that returned before is then visible, or the fd is readable
 //!   again ([`Wakeup::reset`] states the contract). Calling them from several threads at
 //!   once is memory-safe but makes no sense.
-//! * Signal subscriptions are process-wide state; see [`signal`].
+//! * Signal subscriptions are process-wide state, shared with the program's other signal
+//!   users through the registry; see [`signal`].
 //!
 //! The pending-flag protocol is model-checked with loom:
 //! `RUSTFLAGS="--cfg loom" cargo test -p ioman-wakeup --release --lib --features loom`
@@ -89,6 +125,7 @@ mod sys;
 mod wakeup;
 
 pub use control::{Control, ControlSender, Message, SignalInfo};
+pub use signal::Signal;
 pub use wakeup::{Wakeup, WakeupKind};
 
 /// Compile-time check that the public handles can cross and be shared between threads.
@@ -98,6 +135,8 @@ const _: () = {
     assert_send_sync::<Control>();
     assert_send_sync::<ControlSender>();
     assert_send_sync::<signal::Subscription>();
+    assert_send_sync::<Signal>();
+    assert_send_sync::<SignalInfo>();
 };
 
 #[cfg(all(test, loom))]

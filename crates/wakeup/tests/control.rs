@@ -6,17 +6,14 @@ use std::io;
 use std::thread;
 use std::time::Duration;
 
-use ioman_wakeup::{Control, ControlSender, Message, SignalInfo, Wakeup};
+use ioman_wakeup::{Control, ControlSender, Message, Signal, SignalInfo, Wakeup};
 use util::{fail, is_readable, poll_readable};
 
-fn info(signo: i32, value: usize) -> SignalInfo {
-    SignalInfo {
-        signo,
-        code: -1,
-        pid: 42,
-        uid: 7,
-        value,
-    }
+fn info(signal: Signal, value: usize) -> SignalInfo {
+    SignalInfo::new(signal)
+        .with_code(-1)
+        .with_sender(42, 7)
+        .with_value(value)
 }
 
 #[test]
@@ -62,16 +59,16 @@ fn wakes_coalesce_into_one_message_and_one_syscall() -> io::Result<()> {
 fn signal_records_arrive_in_order_before_wakeup() -> io::Result<()> {
     let c = Control::new()?;
     let tx = c.sender();
-    tx.send(Message::Signal(info(10, 1)))?;
+    tx.send(Message::Signal(info(Signal::USR1, 1)))?;
     tx.wake()?;
-    tx.send(Message::Signal(info(12, usize::MAX)))?;
+    tx.send(Message::Signal(info(Signal::USR2, usize::MAX)))?;
     let mut out = Vec::new();
     assert_eq!(c.drain(&mut out)?, 3);
     assert_eq!(
         out,
         [
-            Message::Signal(info(10, 1)),
-            Message::Signal(info(12, usize::MAX)),
+            Message::Signal(info(Signal::USR1, 1)),
+            Message::Signal(info(Signal::USR2, usize::MAX)),
             Message::Wakeup
         ]
     );
@@ -99,7 +96,7 @@ fn full_channel_never_blocks_and_keeps_die() -> io::Result<()> {
     let tx = c.sender();
     let mut sent = 0usize;
     loop {
-        match tx.send(Message::Signal(info(10, sent))) {
+        match tx.send(Message::Signal(info(Signal::USR1, sent))) {
             Ok(()) => sent += 1,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
@@ -117,7 +114,7 @@ fn full_channel_never_blocks_and_keeps_die() -> io::Result<()> {
     let signals: Vec<_> = out
         .iter()
         .filter_map(|m| match m {
-            Message::Signal(i) => Some(i.value),
+            Message::Signal(i) => Some(i.value()),
             _ => None,
         })
         .collect();
@@ -151,7 +148,7 @@ fn die_shuts_down_a_loop_blocked_in_poll() -> io::Result<()> {
                 match m {
                     Message::Wakeup => wakeups += 1,
                     Message::Die => return Ok(wakeups),
-                    Message::Signal(_) => {}
+                    _ => {}
                 }
             }
         }

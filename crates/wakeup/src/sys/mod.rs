@@ -1,4 +1,4 @@
-//! OS mechanisms: the eventfd and pipe wakeups, and the signal handler.
+//! OS mechanisms: the eventfd and pipe wakeups, and the signal action.
 //!
 //! All `unsafe` code of the crate lives under this module. Every libc call goes through
 //! [`syscall!`], which maps the C convention "`-1` and `errno`" to
@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// The macro itself contains no `unsafe`: the caller wraps it in an `unsafe` block with a
 /// `// SAFETY:` comment about the call's arguments. Reading `errno` (done by
 /// `io::Error::last_os_error`) is async-signal-safe, so the macro is usable in the signal
-/// handler too.
+/// action too.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         let res = libc::$fn($($arg),*);

@@ -1,140 +1,123 @@
-//! The process-wide signal handler and the lock-free tables it reads.
+//! The action that forwards a signal into a control pipe, and what it reads from `siginfo_t`.
 //!
-//! The handler runs in signal context, so it only uses async-signal-safe operations
-//! (signal-safety(7)): lock-free atomics on statics and `write(2)`. It never allocates and
-//! never takes a lock; the management side (`crate::signal`) serializes itself with a mutex
-//! the handler never touches.
+//! The process-wide handler itself belongs to `signal-hook-registry`, the registry that tokio
+//! and signal-hook share: it installs one handler per signal, chains to the handler that was
+//! there before it, and runs every registered action from it. This module registers one
+//! action per subscription. An action runs in signal context, so it only uses
+//! async-signal-safe operations (signal-safety(7)): it reads the `siginfo_t`, encodes a
+//! record on the stack, makes one `write(2)` and bumps an atomic counter. It never allocates
+//! and never takes a lock; neither does the registry's handler around it (its table is read
+//! through a lock-free read side, see its `half_lock.rs`).
 
+use std::fmt;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::control::{encode_signal, SignalInfo};
+use signal_hook_registry::SigId;
 
-/// Size of the per-signal tables: signals `1..NSIG` can be subscribed to. Covers the
-/// real-time signals on Linux (up to 64) and every signal on the BSDs and macOS.
+use crate::control::{encode_signal, ControlSender, SignalInfo};
+use crate::signal::Signal;
+
+/// Size of the per-signal table: signals `1..NSIG` can be represented. Covers every standard
+/// signal, the real-time signals of Linux (up to 64) and NetBSD, and every signal of macOS
+/// and OpenBSD.
 pub(crate) const NSIG: usize = 65;
 
-/// Subscribers per signal.
-pub(crate) const SLOTS: usize = 8;
-
-/// Write ends of the subscribed control pipes, `-1` for a free slot.
-pub(crate) static SUBSCRIBERS: [[AtomicI32; SLOTS]; NSIG] =
-    [const { [const { AtomicI32::new(-1) }; SLOTS] }; NSIG];
-
-/// Handlers currently running for each signal. Unsubscribing clears the slot, then waits
-/// for this to drop to zero before the fd may be closed, so the handler never writes to a
-/// closed (and possibly reused) fd number.
-pub(crate) static ACTIVE: [AtomicUsize; NSIG] = [const { AtomicUsize::new(0) }; NSIG];
-
-/// Records that could not be written because a channel was full.
+/// Records that could not be written because a channel was full, per signal.
 pub(crate) static DROPPED: [AtomicUsize; NSIG] = [const { AtomicUsize::new(0) }; NSIG];
 
-/// The disposition a signal had before our handler was installed.
-pub(crate) struct SavedAction(libc::sigaction);
-
-// SAFETY: `libc::sigaction` is plain data (a handler address, a mask, flags); nothing in it
-// is tied to the thread that read it.
-unsafe impl Send for SavedAction {}
-
-/// Installs [`handler`] for `signo` (`SA_SIGINFO | SA_RESTART`, nothing masked), returning
-/// the previous disposition.
-pub(crate) fn install(signo: i32) -> io::Result<SavedAction> {
-    let mut new = MaybeUninit::<libc::sigaction>::zeroed();
-    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-    let new_ptr = new.as_mut_ptr();
-    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = handler;
-    // SAFETY: `new_ptr` points to a zeroed, properly aligned `sigaction` we own; writing
-    // through `addr_of_mut!` creates no reference to it.
-    unsafe {
-        std::ptr::addr_of_mut!((*new_ptr).sa_sigaction).write(f as usize);
-        std::ptr::addr_of_mut!((*new_ptr).sa_flags).write(libc::SA_SIGINFO | libc::SA_RESTART);
-    }
-    // SAFETY: `sa_mask` is inside the zeroed `new`; sigemptyset only writes the set.
-    unsafe { syscall!(sigemptyset(std::ptr::addr_of_mut!((*new_ptr).sa_mask))) }?;
-    // SAFETY: `new` is fully initialized (zeroed, then handler, flags and mask set) and
-    // `old` is valid for writes; `handler` has the `SA_SIGINFO` signature and is
-    // async-signal-safe.
-    unsafe { syscall!(sigaction(signo, new.as_ptr(), old.as_mut_ptr())) }?;
-    // SAFETY: sigaction succeeded, so it filled `old` (and it was zeroed before anyway).
-    Ok(SavedAction(unsafe { old.assume_init() }))
+/// One subscription's action in the registry; dropping it unregisters the action.
+pub(crate) struct Forward {
+    id: SigId,
 }
 
-/// Restores a disposition saved by [`install`].
-pub(crate) fn restore(signo: i32, saved: &SavedAction) -> io::Result<()> {
-    // SAFETY: `saved.0` is a disposition the kernel gave us; a null `oldact` is allowed.
-    unsafe { syscall!(sigaction(signo, &saved.0, std::ptr::null_mut())) }.map(drop)
-}
-
-/// The signal handler: one `write(2)` of a fixed-size record per subscriber.
-extern "C" fn handler(signo: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // write(2) may set errno; the interrupted code must not see it change.
-    let saved_errno = errno::get();
-    let idx = match usize::try_from(signo) {
-        Ok(i) if i < NSIG => i,
-        _ => return,
-    };
-    ACTIVE[idx].fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the kernel passes either null or a valid `siginfo_t` for an `SA_SIGINFO`
-    // handler, alive for the duration of the handler.
-    let info = unsafe { signal_info(signo, info) };
-    let record = encode_signal(&info);
-    for slot in &SUBSCRIBERS[idx] {
-        let fd = slot.load(Ordering::SeqCst);
-        if fd < 0 {
-            continue;
-        }
-        // SAFETY: an fd stays open while it is in a slot and for as long as a handler that
-        // may have loaded it is running: `crate::signal` clears the slot, then waits for
-        // `ACTIVE[idx]` to reach zero, and only then lets the owning channel (and its fd)
-        // go. The SeqCst increment above and load here pair with its SeqCst clear and load.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+/// Registers an action that writes one record into `sender`'s channel per delivery of
+/// `signal`. The action owns `sender`, so the channel's write end is open for as long as the
+/// action exists.
+///
+/// `signal` must not be one of the registry's forbidden signals (`SIGKILL`, `SIGSTOP`,
+/// `SIGILL`, `SIGFPE`, `SIGSEGV`): the registry panics on those. `crate::signal` refuses
+/// them (and more) before calling this.
+///
+/// # Errors
+///
+/// What the registry's `sigaction(2)` returns for the first action of a signal: `EINVAL`
+/// (kind `InvalidInput`) for a number the system does not have or reserves for itself.
+pub(crate) fn forward(signal: Signal, sender: ControlSender) -> io::Result<Forward> {
+    let signo = signal.as_raw();
+    // `Signal` only holds numbers in `1..NSIG`, so this cannot fail; looked up here, outside
+    // signal context, so that the action has no bounds check that could panic.
+    let dropped = DROPPED.get(signo as usize).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signo} out of range"),
+        )
+    })?;
+    let action = move |info: &libc::siginfo_t| {
+        // write(2) may set errno; the interrupted code must not see it change. (The registry's
+        // handler restores it too; this action does not rely on that.)
+        let saved_errno = errno::get();
+        // SAFETY: the registry passes the kernel's `siginfo_t` for this very signal (it aborts
+        // on a null one rather than calling actions), valid for the handler's duration.
+        let record = encode_signal(&unsafe { signal_info(signal, info) });
+        // SAFETY: the fd is the write end owned by `sender`, which this closure owns: it is
+        // open for as long as the closure exists, and the registry only runs a closure that
+        // exists (it drops a removed action only after every handler that may still run it
+        // has returned: the write barrier of `unregister`).
+        let fd = unsafe { BorrowedFd::borrow_raw(sender.write_fd()) };
         // One write of a record <= PIPE_BUF into a non-blocking pipe: atomic, never blocks.
         match super::write(fd, &record) {
             Ok(Some(n)) if n == record.len() => {}
             _ => {
-                DROPPED[idx].fetch_add(1, Ordering::Relaxed);
+                dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        errno::set(saved_errno);
+    };
+    // SAFETY: the action is async-signal-safe: it reads `errno` through the C library's
+    // accessor, reads the `siginfo_t`, encodes on the stack, calls write(2) (retrying EINTR)
+    // and increments an atomic; it allocates nothing and locks nothing. It cannot panic (a
+    // panic would abort at the registry's `extern "C"` handler): no unwrap, and its only
+    // slicing is of constant ranges of the fixed-size record. What it captures (a
+    // `ControlSender`, a `Signal`, a `&'static AtomicUsize`) is `Send + Sync`.
+    let id = unsafe { signal_hook_registry::register_sigaction(signo, action) }?;
+    Ok(Forward { id })
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        // Returns once no handler can still be running the action, and drops it (and with it
+        // the `ControlSender` it owns). `false` would mean "already removed": impossible, as
+        // only this drop removes it.
+        signal_hook_registry::unregister(self.id);
     }
-    ACTIVE[idx].fetch_sub(1, Ordering::SeqCst);
-    errno::set(saved_errno);
+}
+
+impl fmt::Debug for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward").field("id", &self.id).finish()
+    }
 }
 
 /// Copies what we forward out of a `siginfo_t`.
 ///
 /// # Safety
 ///
-/// `info` is null or points to a valid `siginfo_t` for signal `signo`.
-unsafe fn signal_info(signo: i32, info: *const libc::siginfo_t) -> SignalInfo {
-    let mut out = SignalInfo {
-        signo,
-        code: 0,
-        pid: 0,
-        uid: 0,
-        value: 0,
-    };
-    // Some systems pass a null siginfo (GHC #3790 on Solaris): forward zeros.
-    // SAFETY: the caller guarantees `info` is null or valid.
-    let Some(info) = (unsafe { info.as_ref() }) else {
-        return out;
-    };
-    out.code = info.si_code;
+/// `info` is the `siginfo_t` the kernel passed to a handler of `signal`.
+unsafe fn signal_info(signal: Signal, info: &libc::siginfo_t) -> SignalInfo {
+    let mut out = SignalInfo::new(signal).with_code(info.si_code);
     let sent = code::SENT.contains(&info.si_code);
     // Which union member is valid depends on the code: sender pid/uid for signals sent by a
     // process (and SIGCHLD, whose child pid/uid sit in the same place), the value only for
     // sigqueue(3) and message queues. Anything else reads as 0.
-    if sent || signo == libc::SIGCHLD {
+    if sent || signal == Signal::CHLD {
         // SAFETY: for these codes the kernel filled the pid/uid member of the union.
-        unsafe {
-            out.pid = info.si_pid();
-            out.uid = info.si_uid();
-        }
+        out = unsafe { out.with_sender(info.si_pid(), info.si_uid()) };
     }
     if code::WITH_VALUE.contains(&info.si_code) {
         // SAFETY: for these codes the kernel filled the sigval member of the union.
-        out.value = unsafe { info.si_value() }.sival_ptr as usize;
+        out = out.with_value(unsafe { info.si_value() }.sival_ptr as usize);
     }
     out
 }
