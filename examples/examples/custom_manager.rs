@@ -108,7 +108,7 @@ impl Mini {
         let backend = DefaultBackend::new()?;
         let wakeup = Wakeup::new()?;
         // Level-triggered: the fd stays readable until `reset` drains it.
-        backend.register(wakeup.as_raw_fd(), WAKE_KEY, Interest::READ, Mode::Level)?;
+        backend.register(&wakeup, WAKE_KEY, Interest::READ, Mode::Level)?;
         Ok(Mini {
             backend,
             events: Events::with_capacity(64),
@@ -146,7 +146,8 @@ impl Mini {
     ) -> io::Result<()> {
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1).max(WAKE_KEY + 1);
-        self.backend.register(fd, key, interest, Mode::Oneshot)?;
+        self.backend
+            .register_raw(fd, key, interest, Mode::OneShot)?;
         self.fds.insert(
             fd,
             Registration {
@@ -160,7 +161,7 @@ impl Mini {
 
     fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
         if self.fds.remove(&fd).is_some() {
-            self.backend.deregister(fd)?;
+            self.backend.deregister_raw(fd)?;
         }
         Ok(())
     }
@@ -175,7 +176,7 @@ impl Mini {
         while self.running {
             // Block until the earliest timer (or forever when there is none).
             let timeout = self.timers.timeout(self.timers.now());
-            self.backend.poll(&mut self.events, timeout)?;
+            self.backend.wait(&mut self.events, timeout)?;
             self.ready.clear();
             self.ready.extend(self.events.iter().copied());
             let ready = std::mem::take(&mut self.ready);
@@ -238,7 +239,7 @@ impl Mini {
                 Next::Rearm => {
                     reg.callback = Some(cb);
                     self.backend
-                        .modify(fd, reg.key, reg.interest, Mode::Oneshot)?;
+                        .modify_raw(fd, reg.key, reg.interest, Mode::OneShot)?;
                 }
                 Next::Remove => self.deregister(fd)?,
             },

@@ -28,7 +28,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         // A refused raise (macOS caps at OPEN_MAX) leaves the soft limit in force.
     }
     // `rlim_t` is 64 bits on most targets and 32 on some (i686 glibc): convert either way.
-    #[allow(clippy::useless_conversion)]
+    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
     Ok(u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
 }
 
@@ -45,7 +45,9 @@ pub fn set_soft_fd_limit(soft: u64) -> io::Result<()> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == -1 {
         return Err(io::Error::last_os_error());
     }
-    lim.rlim_cur = libc::rlim_t::try_from(soft).unwrap_or(libc::RLIM_INFINITY);
+    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+    let soft = libc::rlim_t::try_from(soft).unwrap_or(libc::RLIM_INFINITY);
+    lim.rlim_cur = soft;
     // SAFETY: `lim` is a valid `rlimit` the kernel only reads.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == -1 {
         return Err(io::Error::last_os_error());

@@ -110,7 +110,7 @@
 //!
 //! # Platforms
 //!
-//! Linux (epoll; the [`Poll`](ioman::poll::Poll) backend is not selectable here, as the
+//! Linux (epoll; the [`PosixPoll`](ioman::poll::PosixPoll) backend is not selectable here, as the
 //! manager type is `EventManager<DefaultBackend>`), compiled for macOS and the BSDs
 //! (kqueue), where it has never run.
 //!

@@ -936,9 +936,9 @@ fn register_unregister<B: Backend + 'static>(
     );
 }
 
-fn poll_manager() -> EventManager<ioman_poll::Poll> {
+fn poll_manager() -> EventManager<ioman_poll::PosixPoll> {
     EventManager::builder()
-        .backend(ioman_poll::Poll::new().expect("poll backend"))
+        .backend(ioman_poll::PosixPoll::new().expect("poll backend"))
         .build()
         .expect("manager")
 }

@@ -5,7 +5,7 @@
 //!
 //! | bench | ioman | peers |
 //! |---|---|---|
-//! | `poll` | `Epoll`, `Poll` | raw libc epoll (the floor), mio, polling |
+//! | `poll` | `Epoll`, `PosixPoll` | raw libc epoll (the floor), mio, polling |
 //! | `timers` | `TimerQueue`, `Psq` | `BinaryHeap` (lazy deletion), `BTreeMap` + `HashMap`, priority-queue, tokio-util `DelayQueue` |
 //! | `wakeup` | `Wakeup` (eventfd, pipe) | raw eventfd, mio `Waker`, `thread::park`/`unpark` |
 //! | `manager` | `EventManager` | a hand-written mio loop, tokio `AsyncFd` |

@@ -29,7 +29,7 @@ use crate::{EventManager, Panic, PanicHook};
 ///
 /// let clock = ManualClock::new();
 /// let manager = EventManager::builder()
-///     .backend(ioman_poll::Poll::new()?)
+///     .backend(ioman_poll::PosixPoll::new()?)
 ///     .clock(clock.clone())
 ///     .build()?;
 /// let fired = Arc::new(AtomicBool::new(false));
@@ -70,7 +70,7 @@ impl Default for Builder<DefaultBackend> {
 }
 
 impl<B: Backend + 'static> Builder<B> {
-    /// Uses `backend` (for example [`ioman_poll::Poll`] to run on poll(2)).
+    /// Uses `backend` (for example [`ioman_poll::PosixPoll`] to run on poll(2)).
     pub fn backend<B2: Backend + 'static>(self, backend: B2) -> Builder<B2> {
         Builder {
             backend: Box::new(move || Ok(backend)),
@@ -113,7 +113,7 @@ impl<B: Backend + 'static> Builder<B> {
             Some(w) => w,
             None => Wakeup::new()?,
         };
-        backend.register(wakeup.as_raw_fd(), 0, Interest::READ, Mode::Level)?;
+        backend.register_raw(wakeup.as_raw_fd(), 0, Interest::READ, Mode::Level)?;
         Ok(EventManager {
             id: crate::next_manager_id(),
             caps: backend.capabilities(),

@@ -349,7 +349,7 @@ impl<B: Backend + 'static> EventManager<B> {
         bump(&self.counters.iterations);
         let wait = self.prepare_wait(max_wait);
         bump(&self.counters.polls);
-        let polled = self.backend.poll(&mut ls.events, wait);
+        let polled = self.backend.wait(&mut ls.events, wait);
         self.sleep.awake();
         let n = polled?;
         let mut ran = 0;
@@ -411,7 +411,7 @@ impl<B: Backend + 'static> EventManager<B> {
             crate::trace::event!(WARN, "stray_fd", fd, removed = _removed.is_ok());
             return 0;
         };
-        if kernel.mode == ioman_poll::Mode::Oneshot {
+        if kernel.mode == ioman_poll::Mode::OneShot {
             kernel.armed = false;
         }
         let mut wakes = entry

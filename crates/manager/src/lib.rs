@@ -148,7 +148,7 @@ pub use panic::{Origin, Panic, PanicHook};
 pub use pool::{Pool, PoolBuilder};
 pub use wait::Delay;
 
-/// The backends crate, re-exported (for [`Poll`](poll::Poll), `Epoll`, `Kqueue`, ...).
+/// The backends crate, re-exported (for [`PosixPoll`](poll::PosixPoll), `Epoll`, `Kqueue`, ...).
 pub use ioman_poll as poll;
 /// The timers crate, re-exported.
 pub use ioman_timers as timers;
@@ -292,7 +292,7 @@ pub struct Stats {
     pub panics: u64,
     /// Wakeup syscalls made to interrupt the loop (coalesced wakes are not counted).
     pub wakeups: u64,
-    /// Backend `poll` calls (one per loop iteration).
+    /// Backend `wait` calls (one per loop iteration).
     pub polls: u64,
     /// Backend `register` calls (`EPOLL_CTL_ADD`).
     pub backend_registers: u64,
@@ -746,7 +746,7 @@ mod tests {
     fn handles_are_send_and_sync() {
         fn assert<T: Send + Sync>() {}
         assert::<EventManager>();
-        assert::<EventManager<ioman_poll::Poll>>();
+        assert::<EventManager<ioman_poll::PosixPoll>>();
         assert::<Pool>();
         assert::<FdKey>();
         assert::<TimeoutKey>();

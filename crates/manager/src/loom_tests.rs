@@ -47,7 +47,7 @@ impl Mock {
 }
 
 impl Backend for Mock {
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         if st.fds.contains_key(&fd) {
             return Err(io::ErrorKind::AlreadyExists.into());
@@ -61,20 +61,20 @@ impl Backend for Mock {
         st.fds.insert(fd, f);
         Ok(())
     }
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         let f = st.fds.get_mut(&fd).ok_or(io::ErrorKind::NotFound)?;
         (f.key, f.interest, f.mode, f.armed) = (key, interest, mode, true);
         Ok(())
     }
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+    fn deregister_raw(&self, fd: RawFd) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         st.fds
             .remove(&fd)
             .map(drop)
             .ok_or_else(|| io::ErrorKind::NotFound.into())
     }
-    fn poll(&self, events: &mut Events, _timeout: Option<Duration>) -> io::Result<usize> {
+    fn wait(&self, events: &mut Events, _timeout: Option<Duration>) -> io::Result<usize> {
         events.clear();
         let mut st = self.state.lock().unwrap();
         let MockState { fds, ready } = &mut *st;
@@ -82,7 +82,7 @@ impl Backend for Mock {
             let r = ready.get(fd).copied().unwrap_or_default();
             if f.armed && r.satisfies(f.interest) {
                 events.push(Event::new(*fd, f.key, r));
-                if f.mode == Mode::Oneshot {
+                if f.mode == Mode::OneShot {
                     f.armed = false;
                 }
             }
@@ -90,7 +90,8 @@ impl Backend for Mock {
         Ok(events.len())
     }
     fn capabilities(&self) -> Capabilities {
-        ioman_poll::Epoll::new().unwrap().capabilities()
+        // What epoll offers: every mode, and changes reach a blocked wait.
+        Capabilities::new().with_edge(true).with_live_modify(true)
     }
 }
 

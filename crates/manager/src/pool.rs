@@ -121,7 +121,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
         self
     }
 
-    /// Makes each manager's backend with `make` (for example `ioman_poll::Poll::new`).
+    /// Makes each manager's backend with `make` (for example `ioman_poll::PosixPoll::new`).
     pub fn backend<B2: Backend + 'static>(
         self,
         make: impl Fn() -> io::Result<B2> + Send + Sync + 'static,

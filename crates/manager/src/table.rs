@@ -176,17 +176,17 @@ pub(crate) struct Kernel<'a, B> {
 impl<B: Backend> Kernel<'_, B> {
     fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         self.calls.registers.fetch_add(1, Ordering::Relaxed);
-        self.backend.register(fd, key, interest, mode)
+        self.backend.register_raw(fd, key, interest, mode)
     }
 
     fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         self.calls.modifies.fetch_add(1, Ordering::Relaxed);
-        self.backend.modify(fd, key, interest, mode)
+        self.backend.modify_raw(fd, key, interest, mode)
     }
 
     pub(crate) fn deregister(&self, fd: RawFd) -> io::Result<()> {
         self.calls.deregisters.fetch_add(1, Ordering::Relaxed);
-        self.backend.deregister(fd)
+        self.backend.deregister_raw(fd)
     }
 }
 
@@ -222,8 +222,8 @@ impl<B: Backend + 'static> FdEntry<B> {
                 interest = Some(interest.map_or(r.interest, |i| i | r.interest));
             }
         }
-        let mode = if oneshot && caps.oneshot {
-            Mode::Oneshot
+        let mode = if oneshot && caps.one_shot {
+            Mode::OneShot
         } else {
             Mode::Level
         };
@@ -244,7 +244,7 @@ impl<B: Backend + 'static> FdEntry<B> {
         let (interest, mode) = match (self.kernel, want) {
             (None, None) => return Ok(false),
             (Some(held), None) => {
-                if held.mode == Mode::Oneshot || how == Follow::Lazy {
+                if held.mode == Mode::OneShot || how == Follow::Lazy {
                     return Ok(false);
                 }
                 match k.deregister(fd) {

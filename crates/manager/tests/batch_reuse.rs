@@ -90,5 +90,5 @@ fn close_and_reuse_in_batch<B: Backend + 'static>(make: fn() -> io::Result<B>) -
 #[test]
 fn close_and_reuse_in_batch_on_each_backend() -> io::Result<()> {
     close_and_reuse_in_batch(ioman::DefaultBackend::new)?;
-    close_and_reuse_in_batch(ioman::poll::Poll::new)
+    close_and_reuse_in_batch(ioman::poll::PosixPoll::new)
 }

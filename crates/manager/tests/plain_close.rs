@@ -92,5 +92,5 @@ fn plain_close<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<
 #[test]
 fn plain_close_then_reuse_on_each_backend() -> io::Result<()> {
     plain_close(ioman::DefaultBackend::new)?;
-    plain_close(ioman::poll::Poll::new)
+    plain_close(ioman::poll::PosixPoll::new)
 }

@@ -97,7 +97,7 @@ fn refused_inputs() -> io::Result<()> {
     own_fds_refused(|| EventManager::builder().build())?;
     own_fds_refused(|| {
         EventManager::builder()
-            .backend(ioman::poll::Poll::new()?)
+            .backend(ioman::poll::PosixPoll::new()?)
             .wakeup(ioman::wakeup::Wakeup::pipe()?)
             .build()
     })?;

@@ -216,7 +216,7 @@ fn many_threads_many_fds() -> io::Result<()> {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fds = fd_budget();
     stress(ioman::DefaultBackend::new, fds)?;
-    stress(ioman_poll::Poll::new, fds)?;
+    stress(ioman_poll::PosixPoll::new, fds)?;
     Ok(())
 }
 

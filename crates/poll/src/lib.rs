@@ -4,29 +4,101 @@
 //! `ioman-poll` is the bottom brick of ioman: it asks the kernel which file descriptors are
 //! ready and nothing else. It is usable on its own, the way mio or polling are.
 //!
+//! # Examples
+//!
+//! ```
+//! use ioman_poll::{Backend, DefaultBackend, Events, Interest, Mode};
+//! use std::io::Write;
+//! use std::os::fd::{AsFd, AsRawFd};
+//! use std::os::unix::net::UnixStream;
+//! use std::time::Duration;
+//!
+//! let poller = DefaultBackend::new()?;
+//! let (mut a, b) = UnixStream::pair()?;
+//! // Anything that lends a `BorrowedFd`: `&b` or `b.as_fd()`.
+//! poller.register(&b, 7, Interest::READ, Mode::OneShot)?;
+//!
+//! a.write_all(b"x")?;
+//! let mut events = Events::with_capacity(64);
+//! assert_eq!(poller.wait(&mut events, Some(Duration::from_secs(5)))?, 1);
+//! let ev = events.iter().next().unwrap();
+//! assert_eq!((ev.fd(), ev.key()), (b.as_raw_fd(), 7));
+//! assert!(ev.readiness().is_readable());
+//!
+//! // OneShot: disarmed until re-armed, so nothing more is reported...
+//! assert_eq!(poller.wait(&mut events, Some(Duration::ZERO))?, 0);
+//! // ...until one `modify` re-arms it.
+//! poller.modify(b.as_fd(), 7, Interest::READ, Mode::OneShot)?;
+//! assert_eq!(poller.wait(&mut events, Some(Duration::ZERO))?, 1);
+//! poller.deregister(&b)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Main types
 //!
-//! - [`Backend`]: `register` / `modify` / `deregister` / `poll`, callable through `&self` from
-//!   any thread (GHC's `Backend` record: `modifyFd`, `modifyFdOnce`, `poll`, `delete`).
+//! - [`Backend`]: [`register`](Backend::register) / [`modify`](Backend::modify) /
+//!   [`deregister`](Backend::deregister) / [`wait`](Backend::wait), callable through `&self`
+//!   from any thread (GHC's `Backend` record: `modifyFd`, `modifyFdOnce`, `delete`, `poll`).
 //! - [`Interest`] (what is asked: [`READ`](Interest::READ), [`WRITE`](Interest::WRITE)),
-//!   [`Mode`] (level, oneshot, edge), [`Readiness`] (what came back), [`Event`] and the reusable
-//!   [`Events`] buffer.
+//!   [`Mode`] (level, one-shot, edge), [`Readiness`] (what came back), [`Event`] and the
+//!   reusable [`Events`] buffer, which is the kernel's own buffer read in place.
 //! - [`Capabilities`]: what a backend supports and whether a change made from another thread
-//!   reaches a `poll` already blocked.
-//! - Backends: `Epoll` (Linux, Android), `Kqueue` (macOS, iOS, the BSDs), [`Poll`] (poll(2),
-//!   every Unix), and [`DefaultBackend`], the best one for the target.
+//!   reaches a `wait` already blocked.
+//! - Backends: `Epoll` (Linux, Android), `Kqueue` (macOS, iOS, the BSDs), [`PosixPoll`]
+//!   (poll(2), every Unix), and [`DefaultBackend`], the best one for the target.
+//! - With the `conformance` feature: `conformance_tests!`, the suite every backend passes,
+//!   for a backend written in another crate (see [Writing a backend](#writing-a-backend)).
 //!
 //! | target | `DefaultBackend` | also compiled |
 //! |---|---|---|
-//! | Linux, Android | `Epoll` | `Poll` |
-//! | macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly | `Kqueue` | `Poll` |
-//! | other Unix | `Poll` | |
+//! | Linux, Android | `Epoll` | `PosixPoll` |
+//! | macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly | `Kqueue` | `PosixPoll` |
+//! | other Unix | `PosixPoll` | |
 //!
 //! What has been run, and what only compiled: the conformance suite runs against `Epoll` and
-//! `Poll` in CI on Linux x86_64 and i686 (32-bit `time_t` and `usize`). For macOS (arm64,
-//! x86_64), FreeBSD, NetBSD and OpenBSD, CI type-checks and lints the crate with its tests,
-//! and for illumos (`Poll` only) too, but runs nothing: **`Kqueue` has never run**. Android,
-//! iOS and DragonFly are written for and not checked.
+//! `PosixPoll` in CI on Linux x86_64 and i686 (32-bit `time_t` and `usize`). For macOS
+//! (arm64, x86_64), FreeBSD, NetBSD and OpenBSD, CI type-checks and lints the crate with its
+//! tests, and for illumos (`PosixPoll` only) too, but runs nothing: **`Kqueue` has never
+//! run**. Android, iOS and DragonFly are written for and not checked.
+//!
+//! # Names, and mio's
+//!
+//! "Poll" names the system call only: the crate is `ioman_poll`, the poll(2) backend is
+//! [`PosixPoll`] and the blocking call is [`Backend::wait`] (polling's name for it). The
+//! value types keep mio's names and mean what mio's mean: [`Interest`] is what a
+//! registration asks for (mio's `Interest`), [`Readiness`] what came back, [`Event`] one
+//! report with the registration's key (mio's `Event` with its `Token`), [`Events`] the
+//! reusable buffer a wait fills (mio's `Events`). A program that uses both crates imports
+//! one of them qualified (`use ioman_poll as iop;` then `iop::Events`), as it would for two
+//! `Result`s.
+//!
+//! # I/O safety: one seam, two fronts
+//!
+//! [`Backend`] is the one trait a backend implements, and it stays usable as
+//! `dyn Backend` (`Box<dyn Backend>` chosen at run time, `Arc<dyn Backend>` shared). Its
+//! required methods take the fd as a number: [`register_raw`](Backend::register_raw),
+//! [`modify_raw`](Backend::modify_raw), [`deregister_raw`](Backend::deregister_raw). They
+//! are safe functions, and that is a decision, not an oversight:
+//!
+//! - Nothing here depends on the fd for memory safety. Unlike Windows IOCP, where the kernel
+//!   writes into buffers owned by the registered handle, epoll, kqueue and poll(2) only
+//!   report readiness; a wrong number costs a wrong or missing event, never memory.
+//! - The kernel validates every number: a closed or never-opened fd is `EBADF`, and a
+//!   number reused by another file is told apart by the caller's key, which comes back with
+//!   each event (see [Keys](#keys)).
+//! - This is mio's choice (`SourceFd` registers any `RawFd` safely), not polling's
+//!   (`unsafe fn add`, because polling cannot check that the fd outlives its registration;
+//!   neither can we, and it does not matter for the reasons above).
+//! - An event manager that tracks fds by number needs that entry: ioman's manager is
+//!   `#![forbid(unsafe_code)]` and calls the `_raw` methods.
+//!
+//! Users of the poller alone get the I/O-safe front, as provided methods of the same trait:
+//! [`register`](Backend::register), [`modify`](Backend::modify) and
+//! [`deregister`](Backend::deregister) take `impl AsFd`, so `poller.register(&listener, ..)`
+//! and `poller.register(listener.as_fd(), ..)` both compile and a bare integer does not.
+//! They are bounded by `where Self: Sized`, which keeps the trait dyn-compatible; they work on
+//! every concrete backend and on `Box<dyn Backend>` and `Arc<dyn Backend>` through the
+//! forwarding impls.
 //!
 //! # Keys
 //!
@@ -38,7 +110,7 @@
 //!
 //! # Semantics shared by every backend
 //!
-//! - `Mode::Oneshot`: after one event the registration is disarmed but stays known to the
+//! - `Mode::OneShot`: after one event the registration is disarmed but stays known to the
 //!   kernel; [`Backend::modify`] re-arms it with one syscall (`EPOLL_CTL_MOD`,
 //!   `EV_ADD|EV_ONESHOT`). poll(2) emulates it by clearing the interest after reporting.
 //! - `Mode::Edge`: `EPOLLET` / `EV_CLEAR`; poll(2) refuses it with
@@ -46,7 +118,7 @@
 //! - Timeouts: `None` blocks, `Some(Duration::ZERO)` never blocks, any other timeout is never
 //!   cut short: sub-millisecond timeouts round up, `epoll_pwait2` gives nanosecond resolution
 //!   where the kernel has it, and timeouts longer than the syscall can express are split.
-//! - `EINTR` never reaches the caller: `poll` retries with the time left.
+//! - `EINTR` never reaches the caller: `wait` retries with the time left.
 //! - Hang-up and error conditions are reported whatever the interest; a closed fd left in a
 //!   poll(2) set (`POLLNVAL`) is reported as an error on that fd.
 //! - Errors have documented kinds: registering an fd twice gives
@@ -58,51 +130,54 @@
 //! # Threading
 //!
 //! All methods take `&self`. Any number of threads may register, modify and deregister while
-//! one thread is blocked in [`Backend::poll`]. epoll and kqueue apply changes immediately, so
-//! a blocked `poll` sees them; poll(2) applies them at its next call, which
+//! one thread is blocked in [`Backend::wait`]. epoll and kqueue apply changes immediately, so
+//! a blocked `wait` sees them; poll(2) applies them at its next call, which
 //! [`Capabilities::live_modify`] reports as `false`, so the caller knows it must wake the
-//! polling thread (for example with `ioman-wakeup`). Only one thread should poll a backend at
-//! a time; a second concurrent `poll` is not an error but waits for the first on poll(2).
+//! waiting thread (for example with `ioman-wakeup`). Only one thread should wait on a backend
+//! at a time; a second concurrent `wait` is not an error but waits for the first on poll(2).
 //!
-//! # Examples
+//! # Writing a backend
+//!
+//! A backend from another crate (an illumos event-ports backend, a test double that injects
+//! faults) implements the five required methods of [`Backend`], describes itself with
+//! [`Capabilities::new`] and its `with_*` setters, and fills [`Events`] with
+//! [`Events::push`] of [`Event::new`]. With the `conformance` feature it proves itself
+//! against the suite the built-in backends pass, from its own `cargo test`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ioman-poll = { version = "0.1", features = ["conformance"] }
+//! ```
 //!
 //! ```
-//! use ioman_poll::{Backend, DefaultBackend, Events, Interest, Mode};
-//! use std::io::Write;
-//! use std::os::fd::AsRawFd;
-//! use std::os::unix::net::UnixStream;
-//! use std::time::Duration;
-//!
-//! let backend = DefaultBackend::new()?;
-//! let (mut a, b) = UnixStream::pair()?;
-//! backend.register(b.as_raw_fd(), 7, Interest::READ, Mode::Oneshot)?;
-//!
-//! a.write_all(b"x")?;
-//! let mut events = Events::with_capacity(64);
-//! let n = backend.poll(&mut events, Some(Duration::from_secs(5)))?;
-//! assert_eq!(n, 1);
-//! let ev = events.iter().next().unwrap();
-//! assert_eq!((ev.fd(), ev.key()), (b.as_raw_fd(), 7));
-//! assert!(ev.readiness().is_readable());
-//!
-//! // Oneshot: disarmed until re-armed, so nothing more is reported...
-//! assert_eq!(backend.poll(&mut events, Some(Duration::ZERO))?, 0);
-//! // ...until one `modify` re-arms it.
-//! backend.modify(b.as_raw_fd(), 7, Interest::READ, Mode::Oneshot)?;
-//! assert_eq!(backend.poll(&mut events, Some(Duration::ZERO))?, 1);
-//! backend.deregister(b.as_raw_fd())?;
-//! # Ok::<(), std::io::Error>(())
+//! # #[cfg(feature = "conformance")]
+//! // tests/conformance.rs: `MyBackend::new` where this says `PosixPoll::new`
+//! ioman_poll::conformance_tests!(ioman_poll::PosixPoll::new);
 //! ```
+//!
+//! The macro expands to one `#[test]` per check, so failures are reported per check; checks
+//! of optional behaviour read the backend's [`capabilities`](Backend::capabilities) (a
+//! backend without edge mode must refuse it, one without `live_modify` is checked to apply
+//! changes at the next wait). The suite uses `libc`, which `ioman-poll` depends on already.
+//!
+//! # Features
+//!
+//! - `conformance` (off by default): the `conformance` module and the `conformance_tests!`
+//!   macro.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::fmt;
 use std::io;
 use std::ops::{BitOr, BitOrAssign};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 mod sys;
+
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 
 // `doc(cfg)` goes on the re-exports: rustdoc shows an inlined item with the re-export's
 // attributes, so the platform note on docs.rs comes from here.
@@ -122,20 +197,20 @@ pub use sys::epoll::Epoll;
     )))
 )]
 pub use sys::kqueue::Kqueue;
-pub use sys::poll::Poll;
+pub use sys::poll::PosixPoll;
 
 /// The best backend for the target: here [`Epoll`], as on every Linux and Android (`Kqueue`
-/// on macOS, iOS and the BSDs, [`Poll`] on other Unix systems).
+/// on macOS, iOS and the BSDs, [`PosixPoll`] on other Unix systems).
 #[cfg(ioman_epoll)]
 pub type DefaultBackend = Epoll;
 /// The best backend for the target: here [`Kqueue`], as on macOS, iOS and the BSDs (`Epoll`
-/// on Linux and Android, [`Poll`] on other Unix systems).
+/// on Linux and Android, [`PosixPoll`] on other Unix systems).
 #[cfg(ioman_kqueue)]
 pub type DefaultBackend = Kqueue;
-/// The best backend for the target: here [`Poll`], as on every Unix system without epoll or
-/// kqueue (`Epoll` on Linux and Android, `Kqueue` on macOS, iOS and the BSDs).
+/// The best backend for the target: here [`PosixPoll`], as on every Unix system without
+/// epoll or kqueue (`Epoll` on Linux and Android, `Kqueue` on macOS, iOS and the BSDs).
 #[cfg(all(unix, not(any(ioman_epoll, ioman_kqueue))))]
-pub type DefaultBackend = Poll;
+pub type DefaultBackend = PosixPoll;
 #[cfg(not(unix))]
 compile_error!("ioman-poll supports Unix targets only (epoll, kqueue or poll(2))");
 
@@ -211,14 +286,18 @@ impl fmt::Debug for Interest {
 }
 
 /// How long a registration stays armed.
+///
+/// `#[non_exhaustive]`: more modes may come (kqueue's `EV_DISPATCH`, epoll's
+/// `EPOLLEXCLUSIVE`), so a `match` on a mode needs a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
-    /// Reported at every poll while the condition holds (epoll's default, poll(2)).
+    /// Reported at every wait while the condition holds (epoll's default, poll(2)).
     Level,
     /// Reported once, then disarmed until [`Backend::modify`] re-arms it; the registration
     /// stays known to the kernel while disarmed (`EPOLLONESHOT`, `EV_ONESHOT`). GHC's
     /// `OneShot` lifetime.
-    Oneshot,
+    OneShot,
     /// Reported when the condition becomes true (`EPOLLET`, `EV_CLEAR`). Not available on
     /// poll(2).
     Edge,
@@ -324,99 +403,164 @@ impl fmt::Debug for Readiness {
 }
 
 /// One readiness report: which fd, the key it was registered with, and what it is ready for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Event {
-    fd: RawFd,
-    key: u32,
-    readiness: Readiness,
-}
+///
+/// An `Event` is an entry of the kernel's own event buffer, read in place: on Linux it is a
+/// `struct epoll_event` exactly as `epoll_wait` wrote it (`#[repr(transparent)]`), and
+/// [`fd`](Event::fd), [`key`](Event::key) and [`readiness`](Event::readiness) decode it when
+/// called. Nothing is copied or converted per event when the buffer is filled. Other
+/// backends write entries of the same layout ([`Event::new`]).
+///
+/// Equality and hashing compare what the accessors return.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Event(sys::RawEvent);
 
 impl Event {
     /// Builds an event (for backends written outside this crate, and for tests).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ioman_poll::{Event, Readiness};
+    ///
+    /// let ev = Event::new(5, 42, Readiness::READABLE | Readiness::HANGUP);
+    /// assert_eq!((ev.fd(), ev.key()), (5, 42));
+    /// assert_eq!(ev.readiness(), Readiness::READABLE | Readiness::HANGUP);
+    /// ```
+    #[inline]
     pub const fn new(fd: RawFd, key: u32, readiness: Readiness) -> Event {
-        Event { fd, key, readiness }
+        Event(sys::raw_event(
+            ((key as u64) << 32) | fd as u32 as u64,
+            readiness,
+        ))
     }
 
     /// The fd the event is about.
+    #[inline]
     pub const fn fd(&self) -> RawFd {
-        self.fd
+        sys::raw_data(&self.0) as u32 as RawFd
     }
 
     /// The key given when the fd was registered or last modified.
+    #[inline]
     pub const fn key(&self) -> u32 {
-        self.key
+        (sys::raw_data(&self.0) >> 32) as u32
     }
 
     /// What the fd is ready for.
+    #[inline]
     pub const fn readiness(&self) -> Readiness {
-        self.readiness
+        sys::raw_readiness(&self.0)
     }
 }
 
-/// A reusable buffer of events, filled by [`Backend::poll`].
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        (self.fd(), self.key(), self.readiness()) == (other.fd(), other.key(), other.readiness())
+    }
+}
+
+impl Eq for Event {}
+
+impl std::hash::Hash for Event {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.fd(), self.key(), self.readiness()).hash(state);
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("fd", &self.fd())
+            .field("key", &self.key())
+            .field("readiness", &self.readiness())
+            .finish()
+    }
+}
+
+/// A reusable buffer of events, filled by [`Backend::wait`].
 ///
-/// Each `poll` replaces the previous contents. The buffer starts at the capacity it was
-/// created with (at least 1) and doubles, up to [`Events::MAX_CAPACITY`], after a poll that
-/// filled it, so the next poll can return more (GHC's event array does the same).
+/// It is the buffer the kernel writes into (epoll), read in place through [`Event`]; poll(2)
+/// and kqueue translate their results into it. Each wait replaces the previous contents.
+/// The buffer starts at the capacity it was created with (at least 1) and doubles, up to
+/// [`Events::MAX_CAPACITY`], after a wait that filled it, so the next wait can return more
+/// (GHC's event array does the same).
 #[derive(Debug, Clone)]
 pub struct Events {
+    /// The entries. On epoll the kernel writes into the spare capacity, which
+    /// `Epoll::wait` reserves (at least `capacity`) before each wait.
     list: Vec<Event>,
     capacity: usize,
-    #[cfg(ioman_epoll)]
-    pub(crate) epoll: Vec<libc::epoll_event>,
     #[cfg(ioman_kqueue)]
-    pub(crate) kevents: sys::kqueue::KeventBuf,
+    kevents: sys::kqueue::KeventBuf,
 }
 
 impl Events {
     /// The largest capacity the buffer grows to on its own.
     pub const MAX_CAPACITY: usize = 1 << 16;
 
-    /// A buffer for up to `capacity` events per poll (at least 1).
+    /// A buffer for up to `capacity` events per wait (at least 1).
     pub fn with_capacity(capacity: usize) -> Events {
         let capacity = capacity.clamp(1, i32::MAX as usize);
         Events {
             list: Vec::with_capacity(capacity),
             capacity,
-            #[cfg(ioman_epoll)]
-            epoll: Vec::new(),
             #[cfg(ioman_kqueue)]
             kevents: Default::default(),
         }
     }
 
-    /// How many events the next poll may return.
+    /// How many events the next wait may return.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// How many events the last poll returned.
+    /// How many events the last wait returned.
+    #[inline]
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// Whether the last poll returned no event.
+    /// Whether the last wait returned no event.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    /// The events of the last poll, in the order the kernel reported them.
+    /// The events of the last wait, in the order the kernel reported them.
+    #[inline]
     pub fn iter(&self) -> std::slice::Iter<'_, Event> {
         self.list.iter()
     }
 
-    /// The events of the last poll as a slice.
+    /// The events of the last wait as a slice.
+    #[inline]
     pub fn as_slice(&self) -> &[Event] {
         &self.list
     }
 
     /// Removes every event (the capacity stays).
+    #[inline]
     pub fn clear(&mut self) {
         self.list.clear();
     }
 
-    /// Appends an event; for backends. Returns `false` (and drops the event) when the buffer
-    /// is full.
+    /// Appends an event; for backends written outside this crate (the built-in ones let the
+    /// kernel write the buffer, or push as this does). Returns `false` (and drops the
+    /// event) when the buffer is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ioman_poll::{Event, Events, Readiness};
+    ///
+    /// let mut events = Events::with_capacity(1);
+    /// assert!(events.push(Event::new(3, 1, Readiness::WRITABLE)));
+    /// assert!(!events.push(Event::new(4, 2, Readiness::WRITABLE)), "full");
+    /// events.grow_if_full();
+    /// assert_eq!(events.capacity(), 2);
+    /// ```
     pub fn push(&mut self, event: Event) -> bool {
         if self.list.len() >= self.capacity {
             return false;
@@ -425,7 +569,8 @@ impl Events {
         true
     }
 
-    /// Called by a backend after a poll: doubles the capacity if the poll filled the buffer.
+    /// Called by a backend after a wait: doubles the capacity if the wait filled the buffer.
+    #[inline]
     pub fn grow_if_full(&mut self) {
         if self.list.len() >= self.capacity && self.capacity < Self::MAX_CAPACITY {
             self.capacity = (self.capacity * 2).min(Self::MAX_CAPACITY);
@@ -444,45 +589,145 @@ impl Default for Events {
 impl<'a> IntoIterator for &'a Events {
     type Item = &'a Event;
     type IntoIter = std::slice::Iter<'a, Event>;
+    #[inline]
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
 }
 
 /// What a backend supports.
+///
+/// `#[non_exhaustive]`, so it is built with [`Capabilities::new`] (the least any backend
+/// offers) and the `with_*` setters, from any crate:
+///
+/// ```
+/// use ioman_poll::Capabilities;
+/// use std::time::Duration;
+///
+/// // An epoll-like backend: every mode, changes seen by a blocked wait, nanosecond timeouts.
+/// const CAPS: Capabilities = Capabilities::new()
+///     .with_edge(true)
+///     .with_live_modify(true)
+///     .with_timeout_resolution(Duration::from_nanos(1));
+/// assert!(CAPS.level && CAPS.one_shot && CAPS.edge && CAPS.live_modify);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
     /// `Mode::Level` is supported.
     pub level: bool,
-    /// `Mode::Oneshot` is supported (natively or emulated).
-    pub oneshot: bool,
+    /// `Mode::OneShot` is supported (natively or emulated).
+    pub one_shot: bool,
     /// `Mode::Edge` is supported.
     pub edge: bool,
-    /// A `register`, `modify` or `deregister` made from another thread reaches a `poll` that is
-    /// already blocked. `false` for poll(2): its caller must wake the polling thread.
+    /// A `register`, `modify` or `deregister` made from another thread reaches a `wait` that
+    /// is already blocked. `false` for poll(2): its caller must wake the waiting thread.
     pub live_modify: bool,
     /// The finest timeout the backend honours (timeouts are rounded up to it).
     pub timeout_resolution: Duration,
 }
 
 impl Capabilities {
+    /// What every backend offers, and no more: `Mode::Level` and `Mode::OneShot` (which the
+    /// conformance suite requires), no `Mode::Edge`, changes applied at the next wait only
+    /// (`live_modify: false`), millisecond timeouts. poll(2)'s capabilities; a backend that
+    /// does more says so with the `with_*` setters.
+    pub const fn new() -> Capabilities {
+        Capabilities {
+            level: true,
+            one_shot: true,
+            edge: false,
+            live_modify: false,
+            timeout_resolution: Duration::from_millis(1),
+        }
+    }
+
+    /// Sets [`level`](Capabilities::level).
+    pub const fn with_level(mut self, yes: bool) -> Capabilities {
+        self.level = yes;
+        self
+    }
+
+    /// Sets [`one_shot`](Capabilities::one_shot).
+    pub const fn with_one_shot(mut self, yes: bool) -> Capabilities {
+        self.one_shot = yes;
+        self
+    }
+
+    /// Sets [`edge`](Capabilities::edge).
+    pub const fn with_edge(mut self, yes: bool) -> Capabilities {
+        self.edge = yes;
+        self
+    }
+
+    /// Sets [`live_modify`](Capabilities::live_modify).
+    pub const fn with_live_modify(mut self, yes: bool) -> Capabilities {
+        self.live_modify = yes;
+        self
+    }
+
+    /// Sets [`timeout_resolution`](Capabilities::timeout_resolution).
+    pub const fn with_timeout_resolution(mut self, resolution: Duration) -> Capabilities {
+        self.timeout_resolution = resolution;
+        self
+    }
+
     /// Whether `mode` is supported.
     pub const fn supports(&self, mode: Mode) -> bool {
         match mode {
             Mode::Level => self.level,
-            Mode::Oneshot => self.oneshot,
+            Mode::OneShot => self.one_shot,
             Mode::Edge => self.edge,
         }
     }
 }
 
+impl Default for Capabilities {
+    /// [`Capabilities::new`].
+    fn default() -> Capabilities {
+        Capabilities::new()
+    }
+}
+
 /// A readiness backend: GHC's `Backend` record as a trait.
 ///
-/// See the [crate docs](crate) for the semantics every implementation shares; the conformance
-/// suite in `crates/poll/tests/` checks them for each backend.
+/// The one seam of the crate, usable as `dyn Backend`. A backend implements the five
+/// required methods, which take fds as numbers ([`register_raw`](Backend::register_raw),
+/// [`modify_raw`](Backend::modify_raw), [`deregister_raw`](Backend::deregister_raw),
+/// [`wait`](Backend::wait), [`capabilities`](Backend::capabilities)); users call the
+/// I/O-safe [`register`](Backend::register), [`modify`](Backend::modify) and
+/// [`deregister`](Backend::deregister), which take anything that lends a `BorrowedFd`. See
+/// the [crate docs](crate#io-safety-one-seam-two-fronts) for why the raw methods are safe,
+/// and for the semantics every implementation shares, which the `conformance` feature's
+/// suite checks.
+///
+/// # Examples
+///
+/// A backend chosen at run time:
+///
+/// ```
+/// use ioman_poll::{Backend, Events, Interest, Mode, PosixPoll};
+/// use std::net::TcpListener;
+///
+/// let poller: Box<dyn Backend> = if std::env::var_os("USE_POLL").is_some() {
+///     Box::new(PosixPoll::new()?)
+/// } else {
+///     Box::new(ioman_poll::DefaultBackend::new()?)
+/// };
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// poller.register(&listener, 0, Interest::READ, Mode::Level)?;
+/// let mut events = Events::default();
+/// assert_eq!(poller.wait(&mut events, Some(std::time::Duration::ZERO))?, 0);
+/// poller.deregister(&listener)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Backend: Send + Sync {
-    /// Starts watching `fd` for `interest` in `mode`; events carry `key`.
+    /// Starts watching fd number `fd` for `interest` in `mode`; events carry `key`.
+    ///
+    /// Safe for any number: the kernel refuses one that is not open, and a number that
+    /// names another file than the caller thinks costs events, not memory (see the
+    /// [crate docs](crate#io-safety-one-seam-two-fronts)). Users holding the fd call
+    /// [`register`](Backend::register).
     ///
     /// # Errors
     ///
@@ -490,25 +735,25 @@ pub trait Backend: Send + Sync {
     /// `EBADF` (raw OS error) for a closed or invalid fd; [`Unsupported`](io::ErrorKind::Unsupported)
     /// for a mode the backend lacks or a file type it cannot watch; other OS errors
     /// (`ENOMEM`, `ENOSPC`) as they come.
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>;
+    fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>;
 
-    /// Changes the interest, mode or key of a registered fd; re-arms a disarmed oneshot
-    /// registration. One syscall on epoll and kqueue.
+    /// Changes the interest, mode or key of registered fd number `fd`; re-arms a disarmed
+    /// one-shot registration. One syscall on epoll and kqueue.
     ///
     /// # Errors
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if `fd` is not registered; otherwise as
-    /// [`register`](Backend::register).
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>;
+    /// [`register_raw`](Backend::register_raw).
+    fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>;
 
-    /// Stops watching `fd`. Call it before closing the fd.
+    /// Stops watching fd number `fd`. Call it before closing the fd.
     ///
     /// # Errors
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if `fd` is not registered; `EBADF` (raw OS error)
     /// if it is no longer open on epoll and kqueue (closing an fd removes it from their sets
     /// already; poll(2) drops the entry and succeeds).
-    fn deregister(&self, fd: RawFd) -> io::Result<()>;
+    fn deregister_raw(&self, fd: RawFd) -> io::Result<()>;
 
     /// Waits until at least one registered fd is ready or `timeout` passes, and fills `events`
     /// (replacing its contents). Returns the number of events.
@@ -520,29 +765,104 @@ pub trait Backend: Send + Sync {
     /// # Errors
     ///
     /// Only unexpected OS errors (`EBADF` on the poller itself, `EFAULT`); never `EINTR`.
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize>;
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize>;
 
     /// What this backend supports.
     fn capabilities(&self) -> Capabilities;
+
+    /// Starts watching `fd` (anything that lends a `BorrowedFd`: `&TcpStream`,
+    /// `stream.as_fd()`, `&OwnedFd`) for `interest` in `mode`; events carry `key`.
+    ///
+    /// [`register_raw`](Backend::register_raw) with the fd's number. The registration does
+    /// not keep the borrow: [`deregister`](Backend::deregister) it before the fd is closed.
+    ///
+    /// # Errors
+    ///
+    /// As [`register_raw`](Backend::register_raw).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ioman_poll::{Backend, DefaultBackend, Interest, Mode};
+    /// use std::net::TcpListener;
+    /// use std::os::fd::AsFd;
+    ///
+    /// let poller = DefaultBackend::new()?;
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// poller.register(&listener, 1, Interest::READ, Mode::Level)?;
+    /// poller.modify(listener.as_fd(), 2, Interest::READ, Mode::OneShot)?;
+    /// poller.deregister(&listener)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// A bare number is not an fd here (that is [`register_raw`](Backend::register_raw)):
+    ///
+    /// ```compile_fail
+    /// use ioman_poll::{Backend, DefaultBackend, Interest, Mode};
+    ///
+    /// let poller = DefaultBackend::new()?;
+    /// poller.register(0, 1, Interest::READ, Mode::Level)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[inline]
+    fn register(&self, fd: impl AsFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>
+    where
+        Self: Sized,
+    {
+        self.register_raw(fd.as_fd().as_raw_fd(), key, interest, mode)
+    }
+
+    /// Changes the interest, mode or key of a registered fd; re-arms a disarmed one-shot
+    /// registration. [`modify_raw`](Backend::modify_raw) with the fd's number.
+    ///
+    /// # Errors
+    ///
+    /// As [`modify_raw`](Backend::modify_raw).
+    #[inline]
+    fn modify(&self, fd: impl AsFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()>
+    where
+        Self: Sized,
+    {
+        self.modify_raw(fd.as_fd().as_raw_fd(), key, interest, mode)
+    }
+
+    /// Stops watching `fd`. [`deregister_raw`](Backend::deregister_raw) with the fd's number.
+    ///
+    /// # Errors
+    ///
+    /// As [`deregister_raw`](Backend::deregister_raw).
+    #[inline]
+    fn deregister(&self, fd: impl AsFd) -> io::Result<()>
+    where
+        Self: Sized,
+    {
+        self.deregister_raw(fd.as_fd().as_raw_fd())
+    }
 }
 
-/// `Backend` for smart pointers to a backend, so one can be shared (`Arc<Epoll>`) or chosen
-/// at run time (`Box<dyn Backend>`).
+/// `Backend` for pointers to a backend, so one can be shared (`Arc<Epoll>`), chosen at run
+/// time (`Box<dyn Backend>`, `Arc<dyn Backend>`, with the I/O-safe front) or lent (`&Epoll`
+/// where a `B: Backend` is wanted).
 macro_rules! forward_backend {
-    ($($ptr:ident)::+) => {
-        impl<B: Backend + ?Sized> Backend for $($ptr)::+<B> {
-            fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-                (**self).register(fd, key, interest, mode)
+    ($($ptr:tt)+) => {
+        impl<B: Backend + ?Sized> Backend for $($ptr)+ {
+            #[inline]
+            fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+                (**self).register_raw(fd, key, interest, mode)
             }
-            fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
-                (**self).modify(fd, key, interest, mode)
+            #[inline]
+            fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+                (**self).modify_raw(fd, key, interest, mode)
             }
-            fn deregister(&self, fd: RawFd) -> io::Result<()> {
-                (**self).deregister(fd)
+            #[inline]
+            fn deregister_raw(&self, fd: RawFd) -> io::Result<()> {
+                (**self).deregister_raw(fd)
             }
-            fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-                (**self).poll(events, timeout)
+            #[inline]
+            fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+                (**self).wait(events, timeout)
             }
+            #[inline]
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()
             }
@@ -550,8 +870,75 @@ macro_rules! forward_backend {
     };
 }
 
-forward_backend!(std::sync::Arc);
-forward_backend!(Box);
+forward_backend!(std::sync::Arc<B>);
+forward_backend!(Box<B>);
+forward_backend!(&B);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const _: () = {
+        const fn send_sync<T: Send + Sync>() {}
+        send_sync::<Event>();
+        send_sync::<Events>();
+        send_sync::<Box<dyn Backend>>();
+    };
+
+    #[test]
+    fn event_round_trips_every_readiness() {
+        for bits in 0..32u8 {
+            let r = Readiness::from_bits(bits);
+            for (fd, key) in [(0, 0), (7, 42), (RawFd::MAX, u32::MAX), (-1, 1)] {
+                let ev = Event::new(fd, key, r);
+                assert_eq!((ev.fd(), ev.key(), ev.readiness()), (fd, key, r));
+            }
+        }
+    }
+
+    #[test]
+    fn events_push_and_grow() {
+        let mut events = Events::with_capacity(0);
+        assert_eq!(events.capacity(), 1);
+        assert!(events.push(Event::new(1, 1, Readiness::READABLE)));
+        assert!(!events.push(Event::new(2, 2, Readiness::READABLE)));
+        events.grow_if_full();
+        assert_eq!(events.capacity(), 2);
+        assert!(events.push(Event::new(2, 2, Readiness::READABLE)));
+        let copy = events.clone();
+        assert_eq!(copy.as_slice(), events.as_slice());
+        events.clear();
+        assert!(events.is_empty());
+        assert_eq!(events.capacity(), 2);
+    }
+
+    #[test]
+    fn capabilities_builder() {
+        let c = Capabilities::new();
+        assert_eq!(c, Capabilities::default());
+        assert!(c.supports(Mode::Level) && c.supports(Mode::OneShot) && !c.supports(Mode::Edge));
+        let c = c.with_level(false).with_one_shot(false).with_edge(true);
+        assert!(!c.supports(Mode::Level) && !c.supports(Mode::OneShot) && c.supports(Mode::Edge));
+    }
+
+    /// The trait stays dyn-compatible, and the I/O-safe front works through every pointer.
+    #[test]
+    fn dyn_backend_has_the_io_safe_front() -> io::Result<()> {
+        let (_a, b) = std::os::unix::net::UnixStream::pair()?;
+        let boxed: Box<dyn Backend> = Box::new(PosixPoll::new()?);
+        boxed.register(&b, 1, Interest::READ, Mode::Level)?;
+        boxed.modify(b.as_fd(), 2, Interest::WRITE, Mode::Level)?;
+        // A lent backend is a backend too.
+        fn lend<B: Backend>(b: B) -> B {
+            b
+        }
+        lend(&boxed).modify(&b, 3, Interest::READ, Mode::Level)?;
+        let shared: std::sync::Arc<dyn Backend> = std::sync::Arc::new(PosixPoll::new()?);
+        shared.register(&b, 3, Interest::READ, Mode::OneShot)?;
+        shared.deregister(&b)?;
+        boxed.deregister(&b)
+    }
+}
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]

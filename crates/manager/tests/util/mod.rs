@@ -33,9 +33,9 @@ pub fn default() -> io::Result<EventManager<ioman::DefaultBackend>> {
 }
 
 /// A manager on poll(2).
-pub fn poll() -> io::Result<EventManager<ioman_poll::Poll>> {
+pub fn poll() -> io::Result<EventManager<ioman_poll::PosixPoll>> {
     EventManager::builder()
-        .backend(ioman_poll::Poll::new()?)
+        .backend(ioman_poll::PosixPoll::new()?)
         .build()
 }
 
@@ -93,7 +93,7 @@ macro_rules! for_each_backend {
             $(
                 #[test]
                 fn $name() -> std::io::Result<()> {
-                    super::$name(ioman_poll::Poll::new)
+                    super::$name(ioman_poll::PosixPoll::new)
                 }
             )*
         }
@@ -139,7 +139,7 @@ fn take_fault(slot: &std::sync::atomic::AtomicI32) -> io::Result<()> {
 }
 
 impl<B: Backend> Backend for Faulty<B> {
-    fn register(
+    fn register_raw(
         &self,
         fd: std::os::fd::RawFd,
         key: u32,
@@ -147,9 +147,9 @@ impl<B: Backend> Backend for Faulty<B> {
         mode: ioman_poll::Mode,
     ) -> io::Result<()> {
         take_fault(&self.fail_register)?;
-        self.inner.register(fd, key, interest, mode)
+        self.inner.register_raw(fd, key, interest, mode)
     }
-    fn modify(
+    fn modify_raw(
         &self,
         fd: std::os::fd::RawFd,
         key: u32,
@@ -157,9 +157,9 @@ impl<B: Backend> Backend for Faulty<B> {
         mode: ioman_poll::Mode,
     ) -> io::Result<()> {
         take_fault(&self.fail_modify)?;
-        self.inner.modify(fd, key, interest, mode)
+        self.inner.modify_raw(fd, key, interest, mode)
     }
-    fn deregister(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+    fn deregister_raw(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
         self.deregisters
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         take_fault(&self.fail_deregister)?;
@@ -169,14 +169,14 @@ impl<B: Backend> Backend for Faulty<B> {
         {
             return Ok(());
         }
-        self.inner.deregister(fd)
+        self.inner.deregister_raw(fd)
     }
-    fn poll(
+    fn wait(
         &self,
         events: &mut ioman_poll::Events,
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
-        let n = self.inner.poll(events, timeout)?;
+        let n = self.inner.wait(events, timeout)?;
         self.polled
             .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
         Ok(n)

@@ -1,10 +1,17 @@
 //! epoll(7): Linux and Android.
 //!
 //! Each registration's 64-bit user data carries the key in its high half and the fd in its
-//! low half, so an event names both without a table (GHC stores only the fd). Oneshot is
+//! low half, so an event names both without a table (GHC stores only the fd). One-shot is
 //! `EPOLLONESHOT` (level-triggered, as GHC's `modifyFdOnce`); a re-arm is one
 //! `EPOLL_CTL_MOD`, never a delete and add. Timeouts use `epoll_pwait2` (Linux 5.11,
 //! nanoseconds) where the kernel has it and `epoll_wait` (milliseconds, rounded up) elsewhere.
+//!
+//! The kernel writes its `struct epoll_event`s straight into [`Events`], whose [`Event`]s
+//! are those structs (`#[repr(transparent)]`), decoded only when read: a wait costs no work
+//! per event in user space (mio's `Events` is the same). `RawEvent` and the `raw_*`
+//! functions below are that layout and its decoding.
+//!
+//! [`Event`]: crate::Event
 
 use std::fmt;
 use std::io;
@@ -14,7 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::sys::{Deadline, MAX_WAIT};
-use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
+use crate::{Backend, Capabilities, Events, Interest, Mode, Readiness};
 
 /// The most events one `epoll_wait` accepts: the kernel refuses `maxevents` above
 /// `INT_MAX / sizeof(struct epoll_event)` with `EINVAL` (`EP_MAX_EVENTS` in fs/eventpoll.c).
@@ -61,7 +68,7 @@ const PWAIT2_NO: u8 = 2;
 
 /// The epoll backend: an epoll instance, closed when dropped.
 ///
-/// Changes apply immediately, so a `poll` blocked in another thread sees them
+/// Changes apply immediately, so a `wait` blocked in another thread sees them
 /// ([`Capabilities::live_modify`] is `true`). Every [`Mode`] is supported. A regular file or a
 /// directory cannot be watched: the kernel refuses it with `EPERM`, which `register` reports
 /// as [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported) (such files are always ready).
@@ -73,21 +80,20 @@ const PWAIT2_NO: u8 = 2;
 /// # {
 /// use ioman_poll::{Backend, Epoll, Events, Interest, Mode};
 /// use std::io::Write;
-/// use std::os::fd::AsRawFd;
 /// use std::os::unix::net::UnixStream;
 /// use std::time::Duration;
 ///
 /// let epoll = Epoll::new()?;
 /// let (mut a, b) = UnixStream::pair()?;
-/// epoll.register(b.as_raw_fd(), 1, Interest::READ, Mode::Edge)?;
+/// epoll.register(&b, 1, Interest::READ, Mode::Edge)?;
 /// a.write_all(b"ping")?;
 ///
 /// let mut events = Events::default();
-/// epoll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// epoll.wait(&mut events, Some(Duration::from_secs(5)))?;
 /// assert_eq!(events.as_slice()[0].key(), 1);
 /// // Edge-triggered: nothing new arrived, so nothing more is reported.
-/// assert_eq!(epoll.poll(&mut events, Some(Duration::ZERO))?, 0);
-/// epoll.deregister(b.as_raw_fd())?;
+/// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO))?, 0);
+/// epoll.deregister(&b)?;
 /// # }
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -132,24 +138,25 @@ impl Epoll {
     }
 
     /// One wait: `epoll_pwait2` for a finite non-zero timeout when the kernel has it,
-    /// otherwise `epoll_wait`. Returns how many entries of `buf`'s spare capacity it filled.
-    fn wait_once(
+    /// otherwise `epoll_wait`. Returns how many entries from `ptr` on it filled.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is valid for writes of `max` `epoll_event`s, and `max <= MAX_EVENTS`.
+    unsafe fn wait_once(
         &self,
-        buf: &mut Vec<libc::epoll_event>,
+        ptr: *mut libc::epoll_event,
         max: usize,
         deadline: &Deadline,
     ) -> io::Result<usize> {
         let epfd = self.epfd.as_raw_fd();
-        // `max` may be less than the capacity (the allocator rounds up): it is what the
-        // caller's `Events` can take.
-        debug_assert!(max <= buf.capacity() && max <= MAX_EVENTS);
+        debug_assert!(max <= MAX_EVENTS);
         let max = max as libc::c_int;
-        let ptr = buf.as_mut_ptr();
         if let Some(left) = deadline.remaining() {
             if !left.is_zero() && PWAIT2.load(Ordering::Relaxed) == PWAIT2_YES {
                 let ts = KernelTimespec::new(left);
-                // SAFETY: `ptr` points to `max` writable `epoll_event`s (`max <= capacity`);
-                // `ts` has the kernel's `__kernel_timespec` layout and outlives the call; a
+                // SAFETY: `ptr` points to `max` writable `epoll_event`s (the caller's
+                // contract); `ts` has the kernel's `__kernel_timespec` layout and outlives the call; a
                 // null sigmask leaves the mask alone (and makes the
                 // kernel ignore the size). Every argument is passed as a `c_long`, the width
                 // the variadic `syscall` reads.
@@ -179,7 +186,7 @@ impl Epoll {
             }
         }
         let ms = deadline.remaining_ms();
-        // SAFETY: `ptr` points to `max` writable `epoll_event`s (`max <= capacity`).
+        // SAFETY: `ptr` points to `max` writable `epoll_event`s (the caller's contract).
         let n = unsafe { syscall!(epoll_wait(epfd, ptr, max, ms)) }?;
         Ok(n as usize)
     }
@@ -208,7 +215,7 @@ fn probe_pwait2() -> u8 {
 }
 
 /// The `epoll_event.events` mask for a registration. `EPOLLRDHUP` rides with read interest
-/// only: a level-triggered half-close would otherwise wake a writer at every poll.
+/// only: a level-triggered half-close would otherwise wake a writer at every wait.
 fn flags(interest: Interest, mode: Mode) -> u32 {
     let mut f = 0;
     if interest.is_readable() {
@@ -219,32 +226,72 @@ fn flags(interest: Interest, mode: Mode) -> u32 {
     }
     f |= match mode {
         Mode::Level => 0,
-        Mode::Oneshot => libc::EPOLLONESHOT,
+        Mode::OneShot => libc::EPOLLONESHOT,
         Mode::Edge => libc::EPOLLET,
     };
     f as u32
 }
 
-/// What the kernel reported, as a [`Readiness`]. Error and hang-up stay what they are: who
-/// they wake is the caller's decision ([`Readiness::satisfies`]), not folded into
-/// readable/writable as GHC's `toEvent` does.
+/// An entry of [`Events`]: the kernel's `struct epoll_event` as `epoll_wait` wrote it. Its
+/// data is the registration's key << 32 | fd (see [`Epoll::ctl`]).
+pub(crate) type RawEvent = libc::epoll_event;
+
+/// The bit that stands for [`Readiness::CLOSED`] in an entry built by `Event::new` (an
+/// event manager's own report). The kernel never sets it: the readiness bits it reports
+/// end at `EPOLLRDHUP` (0x2000) and the flags from bit 26 up are registration flags
+/// (`EPOLLEXCLUSIVE`, `EPOLLWAKEUP`, `EPOLLONESHOT`, `EPOLLET`), see
+/// [include/uapi/linux/eventpoll.h](https://github.com/torvalds/linux/blob/master/include/uapi/linux/eventpoll.h).
+const EPOLL_CLOSED: u32 = 1 << 16;
+
+// The shifts in `raw_event` and `raw_readiness` rely on these values, the same on every
+// architecture (eventpoll.h defines them once).
+const _: () = assert!(
+    libc::EPOLLIN == 0x1
+        && libc::EPOLLOUT == 0x4
+        && libc::EPOLLERR == 0x8
+        && libc::EPOLLHUP == 0x10
+        && libc::EPOLLRDHUP == 0x2000
+        && EPOLL_CLOSED == 0x1_0000
+);
+const _: () = assert!(
+    Readiness::READABLE.bits() == 1
+        && Readiness::WRITABLE.bits() == 2
+        && Readiness::ERROR.bits() == 4
+        && Readiness::HANGUP.bits() == 8
+        && Readiness::CLOSED.bits() == 16
+);
+
+/// The entry for `data` and `readiness`: readable is `EPOLLIN`, writable `EPOLLOUT`, error
+/// `EPOLLERR`, hang-up `EPOLLHUP`, closed [`EPOLL_CLOSED`].
 #[inline]
-fn readiness(events: u32) -> Readiness {
-    let e = events as libc::c_int;
-    let mut r = Readiness::EMPTY;
-    if e & libc::EPOLLIN != 0 {
-        r |= Readiness::READABLE;
+pub(crate) const fn raw_event(data: u64, readiness: Readiness) -> RawEvent {
+    let r = readiness.bits() as u32;
+    libc::epoll_event {
+        events: (r & 1) | ((r & 0b1110) << 1) | ((r & 0b1_0000) << 12),
+        u64: data,
     }
-    if e & libc::EPOLLOUT != 0 {
-        r |= Readiness::WRITABLE;
-    }
-    if e & libc::EPOLLERR != 0 {
-        r |= Readiness::ERROR;
-    }
-    if e & (libc::EPOLLHUP | libc::EPOLLRDHUP) != 0 {
-        r |= Readiness::HANGUP;
-    }
-    r
+}
+
+/// The entry's data, as given to `epoll_ctl`.
+#[inline]
+pub(crate) const fn raw_data(ev: &RawEvent) -> u64 {
+    // A copy of the field (the struct is packed on x86_64, so no reference is taken).
+    ev.u64
+}
+
+/// What the kernel reported, as a [`Readiness`], in a few shifts and masks:
+/// `EPOLLIN` → readable, `EPOLLOUT` → writable, `EPOLLERR` → error, `EPOLLHUP` or
+/// `EPOLLRDHUP` → hang-up. Error and hang-up stay what they are: who they wake is the
+/// caller's decision ([`Readiness::satisfies`]), not folded into readable/writable as GHC's
+/// `toEvent` does.
+#[inline]
+pub(crate) const fn raw_readiness(ev: &RawEvent) -> Readiness {
+    let e = ev.events;
+    let bits = (e & 1) // EPOLLIN
+        | ((e >> 1) & 0b1110) // EPOLLOUT, EPOLLERR, EPOLLHUP
+        | ((e >> 10) & 0b1000) // EPOLLRDHUP
+        | ((e & EPOLL_CLOSED) >> 12);
+    Readiness::from_bits(bits as u8)
 }
 
 impl Backend for Epoll {
@@ -256,7 +303,7 @@ impl Backend for Epoll {
     /// `EBADF`; [`Unsupported`](io::ErrorKind::Unsupported) for a regular file or a
     /// directory (the kernel's `EPERM`); [`InvalidInput`](io::ErrorKind::InvalidInput) for
     /// the epoll fd itself; `ENOMEM`, `ENOSPC` (`max_user_watches`).
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         if fd == self.epfd.as_raw_fd() {
             // The kernel says EINVAL; say why (a stale fd number that names the poller).
             return Err(io::Error::new(
@@ -283,7 +330,7 @@ impl Backend for Epoll {
     /// # Errors
     ///
     /// `ENOENT` ([`NotFound`](io::ErrorKind::NotFound)) if not registered; `EBADF`.
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, key, interest, mode)
     }
 
@@ -293,7 +340,7 @@ impl Backend for Epoll {
     ///
     /// `ENOENT` ([`NotFound`](io::ErrorKind::NotFound)) if not registered; `EBADF` if `fd`
     /// is closed (closing the last reference already removed it from the set).
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+    fn deregister_raw(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: `self.epfd` is an open epoll fd; EPOLL_CTL_DEL ignores the event pointer,
         // which may be null since Linux 2.6.9 (epoll_ctl(2), BUGS).
         unsafe {
@@ -307,68 +354,56 @@ impl Backend for Epoll {
         .map(drop)
     }
 
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+    /// `epoll_pwait2` or `epoll_wait` straight into `events`: the kernel writes the entries
+    /// that [`Event`](crate::Event) reads in place, so nothing is done per event here.
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         let deadline = Deadline::new(timeout);
-        let cap = events.capacity().min(MAX_EVENTS);
+        let cap = events.capacity.min(MAX_EVENTS);
         // The kernel writes into the Vec's spare capacity; its length stays 0 until the
         // kernel says how many entries it wrote, so nothing is zeroed or read uninitialised.
-        let mut buf = std::mem::take(&mut events.epoll);
-        buf.clear();
-        buf.reserve(cap);
-        let res = loop {
-            match self.wait_once(&mut buf, cap, &deadline) {
+        // (`Event` is `Copy`: `clear` only resets the length; `reserve` is a comparison
+        // once the buffer has its size.)
+        events.list.clear();
+        events.list.reserve(cap);
+        let ptr = events.list.as_mut_ptr().cast::<libc::epoll_event>();
+        let n = loop {
+            // SAFETY: `ptr` is the start of the Vec's buffer, which has room for `cap`
+            // entries (reserved above), and an `Event` is a `#[repr(transparent)]`
+            // `epoll_event`; `cap <= MAX_EVENTS`.
+            match unsafe { self.wait_once(ptr, cap, &deadline) } {
                 // Never cut short: a wait that ended empty before the deadline (a slice of
                 // a wait longer than MAX_WAIT) waits again for the time left.
                 Ok(0) if deadline.has_time_left() => continue,
-                Ok(n) => break Ok(n),
+                Ok(n) => break n,
                 // epoll_wait(2): interrupted by a signal handler "before either any of the
                 // requested events occurred or the timeout expired". Retry with the time left.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     if deadline.has_time_left() {
                         continue;
                     }
-                    break Ok(0);
+                    break 0;
                 }
-                Err(e) => break Err(e),
+                Err(e) => return Err(e),
             }
         };
-        events.clear();
-        if let Ok(n) = res {
-            debug_assert!(
-                n <= buf.capacity(),
-                "epoll returned {n} events for {} slots",
-                buf.capacity()
-            );
-            // SAFETY: the kernel initialised the first `n` entries, and `n <= capacity`
-            // because it never returns more than `maxevents`.
-            unsafe { buf.set_len(n.min(buf.capacity())) };
-            for ev in &buf {
-                let data = ev.u64;
-                events.push(Event::new(
-                    data as u32 as RawFd,
-                    (data >> 32) as u32,
-                    readiness(ev.events),
-                ));
-            }
-            events.grow_if_full();
-        }
-        events.epoll = buf;
-        res
+        debug_assert!(n <= cap, "epoll returned {n} events for {cap} slots");
+        // SAFETY: the kernel initialised the first `n` entries, and `n <= cap <= capacity`
+        // because it never returns more than `maxevents`.
+        unsafe { events.list.set_len(n.min(cap)) };
+        events.grow_if_full();
+        Ok(n)
     }
 
     fn capabilities(&self) -> Capabilities {
         let ns = PWAIT2.load(Ordering::Relaxed) == PWAIT2_YES;
-        Capabilities {
-            level: true,
-            oneshot: true,
-            edge: true,
-            live_modify: true,
-            timeout_resolution: if ns {
+        Capabilities::new()
+            .with_edge(true)
+            .with_live_modify(true)
+            .with_timeout_resolution(if ns {
                 Duration::from_nanos(1)
             } else {
                 Duration::from_millis(1)
-            },
-        }
+            })
     }
 }
 
@@ -404,6 +439,34 @@ mod tests {
         assert_eq!(size_of::<KernelTimespec>(), 16);
         assert_eq!(offset_of!(KernelTimespec, tv_sec), 0);
         assert_eq!(offset_of!(KernelTimespec, tv_nsec), 8);
+    }
+
+    /// Every bit the kernel reports decodes as the previous per-event `match` mapped it;
+    /// the bits nobody asked for (`EPOLLPRI`, `EPOLLRDNORM`, ...) decode to nothing.
+    #[test]
+    fn kernel_bits_decode() {
+        let decode = |bits: libc::c_int| {
+            raw_readiness(&libc::epoll_event {
+                events: bits as u32,
+                u64: 0,
+            })
+        };
+        assert_eq!(decode(libc::EPOLLIN), Readiness::READABLE);
+        assert_eq!(decode(libc::EPOLLOUT), Readiness::WRITABLE);
+        assert_eq!(decode(libc::EPOLLERR), Readiness::ERROR);
+        assert_eq!(decode(libc::EPOLLHUP), Readiness::HANGUP);
+        assert_eq!(decode(libc::EPOLLRDHUP), Readiness::HANGUP);
+        assert_eq!(
+            decode(libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP),
+            Readiness::READABLE | Readiness::WRITABLE | Readiness::ERROR | Readiness::HANGUP
+        );
+        let unasked = libc::EPOLLPRI
+            | libc::EPOLLRDNORM
+            | libc::EPOLLRDBAND
+            | libc::EPOLLWRNORM
+            | libc::EPOLLWRBAND
+            | libc::EPOLLMSG;
+        assert_eq!(decode(unasked), Readiness::EMPTY);
     }
 
     #[test]

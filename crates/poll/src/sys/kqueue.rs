@@ -2,7 +2,7 @@
 //!
 //! Compiled and linted in CI for macOS (arm64, x86_64), FreeBSD, NetBSD and OpenBSD, tests
 //! included, but never run: CI and the development machines run Linux only. It is written
-//! against the same conformance suite (`crates/poll/tests/`) as `Epoll`, which runs it on
+//! against the same conformance suite (`conformance_tests!`) as `Epoll`, which runs it on
 //! the first machine that has kqueue.
 //!
 //! One `struct kevent` per filter (`EVFILT_READ`, `EVFILT_WRITE`), `ident` = fd,
@@ -25,11 +25,11 @@ use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
 /// The kqueue backend: a kqueue fd plus the table of registrations.
 ///
 /// Changes apply immediately from the calling thread (one `kevent` call each), so a blocked
-/// `poll` sees them. `Mode::Oneshot` is `EV_ONESHOT` per filter and a re-arm is one
+/// `wait` sees them. `Mode::OneShot` is `EV_ONESHOT` per filter and a re-arm is one
 /// `kevent` call with `EV_ADD|EV_ONESHOT`; `Mode::Edge` is `EV_CLEAR`. `EV_EOF` is reported
 /// as [`Readiness::HANGUP`] and `EV_ERROR` as [`Readiness::ERROR`]. The read and write
 /// filters of one fd are separate kernel events: when they come back next to each other they
-/// are merged into one [`Event`], otherwise one fd can be reported twice in one poll.
+/// are merged into one [`Event`], otherwise one fd can be reported twice in one wait.
 ///
 /// Never run: CI compiles and lints it (tests included) for macOS, FreeBSD, NetBSD and
 /// OpenBSD, but runs Linux only. It is written against the same conformance suite as
@@ -43,18 +43,17 @@ use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
 /// # {
 /// use ioman_poll::{Backend, Events, Interest, Kqueue, Mode};
 /// use std::io::Write;
-/// use std::os::fd::AsRawFd;
 /// use std::os::unix::net::UnixStream;
 /// use std::time::Duration;
 ///
 /// let kq = Kqueue::new()?;
 /// let (mut a, b) = UnixStream::pair()?;
-/// kq.register(b.as_raw_fd(), 9, Interest::READ, Mode::Level)?;
+/// kq.register(&b, 9, Interest::READ, Mode::Level)?;
 /// a.write_all(b"ping")?;
 /// let mut events = Events::default();
-/// assert_eq!(kq.poll(&mut events, Some(Duration::from_secs(5)))?, 1);
+/// assert_eq!(kq.wait(&mut events, Some(Duration::from_secs(5)))?, 1);
 /// assert_eq!(events.as_slice()[0].key(), 9);
-/// kq.deregister(b.as_raw_fd())?;
+/// kq.deregister(&b)?;
 /// # }
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -155,7 +154,7 @@ fn change(fd: RawFd, filter: Filter, mode: Option<Mode>, key: u32) -> libc::keve
         | match mode {
             None => libc::EV_DELETE,
             Some(Mode::Level) => libc::EV_ADD,
-            Some(Mode::Oneshot) => libc::EV_ADD | libc::EV_ONESHOT,
+            Some(Mode::OneShot) => libc::EV_ADD | libc::EV_ONESHOT,
             Some(Mode::Edge) => libc::EV_ADD | libc::EV_CLEAR,
         };
     // `udata` is a pointer on most targets and an `intptr_t` on NetBSD; it carries the key.
@@ -188,7 +187,7 @@ impl Backend for Kqueue {
     ///
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists) if registered; `EBADF`;
     /// `EINVAL`/`ENOTSUP` for a file type kqueue cannot watch; `ENOMEM`.
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         if fd == self.kq {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -219,12 +218,12 @@ impl Backend for Kqueue {
 
     /// One `kevent` call: `EV_DELETE` for filters no longer wanted (and for all of them when
     /// the mode changes, so no `EV_CLEAR`/`EV_ONESHOT` flag lingers), then `EV_ADD` for the
-    /// new interest, which also re-arms a fired oneshot filter.
+    /// new interest, which also re-arms a fired one-shot filter.
     ///
     /// # Errors
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if not registered; otherwise as `register`.
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         let mut reg = lock(&self.registry);
         let Some(&(_, old_interest, old_mode)) = reg.get(&fd) else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -250,7 +249,7 @@ impl Backend for Kqueue {
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if not registered; `EBADF` if `fd` was closed
     /// (closing it already removed its filters; the entry is dropped all the same).
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+    fn deregister_raw(&self, fd: RawFd) -> io::Result<()> {
         let mut reg = lock(&self.registry);
         let Some((key, interest, _)) = reg.remove(&fd) else {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -263,7 +262,9 @@ impl Backend for Kqueue {
         self.apply(&mut ch.0[..ch.1], true)
     }
 
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+    /// `kevent` into a scratch list of kevents, then one entry of `events` per fd: the read
+    /// and write filters of one fd, adjacent in the list, are merged into one event.
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         let deadline = Deadline::new(timeout);
         let cap = events.capacity().min(i32::MAX as usize);
         let mut buf = std::mem::take(&mut events.kevents.0);
@@ -338,13 +339,10 @@ impl Backend for Kqueue {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            level: true,
-            oneshot: true,
-            edge: true,
-            live_modify: true,
-            timeout_resolution: Duration::from_nanos(1),
-        }
+        Capabilities::new()
+            .with_edge(true)
+            .with_live_modify(true)
+            .with_timeout_resolution(Duration::from_nanos(1))
     }
 }
 

@@ -1,7 +1,9 @@
 //! OS mechanisms, one file each, plus what they share: the `syscall!` macro and the timeout
 //! arithmetic (a timeout becomes a deadline once, then integer ticks rounded up at each wait).
 //!
-//! This is the only place in the crate with `unsafe`.
+//! This is the only place in the backends with `unsafe`. The other is the `conformance`
+//! feature's test helpers (`conformance/util.rs`: pipes, fd duplication, a signal handler),
+//! which are not part of any backend.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,47 @@ pub(crate) mod epoll;
 pub(crate) mod kqueue;
 pub(crate) mod poll;
 
+// The entries of `Events`, as the kernel writes them: `struct epoll_event` on Linux (read in
+// place by `Event`'s accessors), the same shape elsewhere, where the backends translate
+// (poll(2), kqueue).
+#[cfg(ioman_epoll)]
+pub(crate) use epoll::{raw_data, raw_event, raw_readiness, RawEvent};
+
+/// An entry of [`Events`](crate::Events) where there is no epoll: epoll's shape (64-bit
+/// data carrying key and fd, 32 bits of readiness), the readiness in
+/// [`Readiness::bits`](crate::Readiness::bits) form, since no kernel writes it.
+#[cfg(not(ioman_epoll))]
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct RawEvent {
+    events: u32,
+    data: u64,
+}
+
+/// The entry for `data` (key << 32 | fd) and `readiness`.
+#[cfg(not(ioman_epoll))]
+#[inline]
+pub(crate) const fn raw_event(data: u64, readiness: crate::Readiness) -> RawEvent {
+    RawEvent {
+        events: readiness.bits() as u32,
+        data,
+    }
+}
+
+/// The entry's data: key << 32 | fd.
+#[cfg(not(ioman_epoll))]
+#[inline]
+pub(crate) const fn raw_data(ev: &RawEvent) -> u64 {
+    ev.data
+}
+
+/// The entry's readiness.
+#[cfg(not(ioman_epoll))]
+#[inline]
+pub(crate) const fn raw_readiness(ev: &RawEvent) -> crate::Readiness {
+    crate::Readiness::from_bits(ev.events as u8)
+}
+
 /// The longest single wait handed to the kernel. Longer waits are split (see [`Deadline`]):
 /// `i32::MAX` milliseconds (about 24.8 days) is the most a `c_int` millisecond timeout can
 /// say, and the same bound keeps a `timespec` valid even where `time_t` is 32 bits.
@@ -40,8 +83,10 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_millis(i32::MAX as u64);
 /// be a busy loop) and clamped to [`MAX_WAIT`].
 pub(crate) fn ms_ceil(d: Duration) -> libc::c_int {
     let d = d.min(MAX_WAIT);
-    // `d <= MAX_WAIT`, so the quotient fits a `c_int`.
-    d.as_nanos().div_ceil(1_000_000) as libc::c_int
+    // `d <= MAX_WAIT`, so the sum fits a `c_int`; in `u64`, not the `u128` of `as_nanos`
+    // (a library division call at every wait).
+    let ms = d.as_secs() * 1000 + u64::from(d.subsec_nanos().div_ceil(1_000_000));
+    ms as libc::c_int
 }
 
 /// A duration as a `timespec`, clamped to [`MAX_WAIT`] so it is valid for every `time_t`.
@@ -61,7 +106,7 @@ pub(crate) fn timespec(d: Duration) -> libc::timespec {
     ts
 }
 
-/// A `poll` timeout turned into a deadline once, so that a retried wait (after `EINTR`, or
+/// A `wait` timeout turned into a deadline once, so that a retried wait (after `EINTR`, or
 /// the next slice of a wait longer than [`MAX_WAIT`]) asks only for the time left.
 ///
 /// `None` and `Some(ZERO)` never read the clock, so the hot non-blocking and blocking paths
@@ -89,7 +134,9 @@ impl Deadline {
         }
     }
 
-    /// The time left: `None` for forever, `Some(ZERO)` once the deadline has passed.
+    /// The time left: `None` for forever, `Some(ZERO)` once the deadline has passed. (For
+    /// the `timespec` waits of epoll and kqueue; poll(2) only needs `remaining_ms`.)
+    #[cfg_attr(not(any(ioman_epoll, ioman_kqueue)), allow(dead_code))]
     pub(crate) fn remaining(&self) -> Option<Duration> {
         match self {
             Deadline::Forever => None,
@@ -110,9 +157,10 @@ impl Deadline {
     /// The time left in milliseconds for a `c_int` timeout API: `-1` forever, `0` now,
     /// otherwise rounded up and clamped to [`MAX_WAIT`].
     pub(crate) fn remaining_ms(&self) -> libc::c_int {
-        match self.remaining() {
-            None => -1,
-            Some(d) => ms_ceil(d),
+        match self {
+            Deadline::Forever => -1,
+            Deadline::Now => 0,
+            Deadline::At(end) => ms_ceil(end.saturating_duration_since(Instant::now())),
         }
     }
 }
@@ -129,6 +177,8 @@ mod tests {
         assert_eq!(ms_ceil(Duration::from_millis(1)), 1);
         assert_eq!(ms_ceil(Duration::from_micros(1500)), 2);
         assert_eq!(ms_ceil(Duration::from_millis(i32::MAX as u64)), i32::MAX);
+        assert_eq!(ms_ceil(MAX_WAIT - Duration::from_nanos(1)), i32::MAX);
+        assert_eq!(ms_ceil(Duration::new(2, 1)), 2001);
         assert_eq!(ms_ceil(Duration::MAX), i32::MAX);
     }
 

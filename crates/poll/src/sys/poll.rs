@@ -2,10 +2,13 @@
 //!
 //! poll(2) keeps no state in the kernel, so the registrations live in a table here. Changes
 //! update the table at once (so their errors are immediate: GHC's poll backend only queued
-//! them and failed, if ever, inside the manager loop) and bump a version; `poll` rebuilds its
+//! them and failed, if ever, inside the manager loop) and bump a version; `wait` rebuilds its
 //! `pollfd` array from the table when the version moved. The table lock is never held during
-//! the syscall, so a `register` never waits for a blocked `poll`; in exchange the change
-//! reaches the kernel only at the next `poll` ([`Capabilities::live_modify`] is `false`).
+//! the syscall, so a `register` never waits for a blocked `wait`; in exchange the change
+//! reaches the kernel only at the next `wait` ([`Capabilities::live_modify`] is `false`).
+//!
+//! The backend is named `PosixPoll`, not `Poll`, so that "poll" names only the system call
+//! (the crate is `ioman_poll`, the blocking call [`Backend::wait`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,42 +22,41 @@ use crate::{Backend, Capabilities, Event, Events, Interest, Mode, Readiness};
 
 /// The poll(2) backend: a registration table and a `pollfd` array rebuilt from it.
 ///
-/// - `Mode::Oneshot` is emulated: after reporting an fd, the entry stays registered but is
+/// - `Mode::OneShot` is emulated: after reporting an fd, the entry stays registered but is
 ///   disarmed (left out of the array) until [`Backend::modify`] re-arms it.
 /// - `Mode::Edge` is refused with [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported).
-/// - A change made while another thread is blocked in `poll` applies at the next call
+/// - A change made while another thread is blocked in `wait` applies at the next call
 ///   ([`Capabilities::live_modify`] is `false`): wake the polling thread after a change.
 /// - An fd closed while still registered is reported once as [`Readiness::ERROR`]
 ///   (`POLLNVAL`), then disarmed until it is modified or deregistered, so it neither goes
-///   unreported (GHC hazard H3) nor makes every later `poll` return at once.
+///   unreported (GHC hazard H3) nor makes every later `wait` return at once.
 /// - Regular files are accepted: poll(2) reports them always readable and writable.
-/// - With nothing registered, `poll(.., None)` blocks forever (poll(2) on an empty set is a
+/// - With nothing registered, `wait(.., None)` blocks forever (poll(2) on an empty set is a
 ///   sleep).
-/// - Cost: each `poll` is O(registered fds) in the kernel and in the scan of the results.
+/// - Cost: each `wait` is O(registered fds) in the kernel and in the scan of the results.
 ///
 /// # Examples
 ///
 /// ```
-/// use ioman_poll::{Backend, Events, Interest, Mode, Poll};
+/// use ioman_poll::{Backend, Events, Interest, Mode, PosixPoll};
 /// use std::io::Write;
-/// use std::os::fd::AsRawFd;
 /// use std::os::unix::net::UnixStream;
 /// use std::time::Duration;
 ///
-/// let poll = Poll::new()?;
-/// assert!(!poll.capabilities().live_modify);
+/// let poller = PosixPoll::new()?;
+/// assert!(!poller.capabilities().live_modify);
 /// let (mut a, b) = UnixStream::pair()?;
-/// poll.register(b.as_raw_fd(), 3, Interest::READ, Mode::Oneshot)?;
+/// poller.register(&b, 3, Interest::READ, Mode::OneShot)?;
 /// a.write_all(b"ping")?;
 ///
 /// let mut events = Events::default();
-/// assert_eq!(poll.poll(&mut events, Some(Duration::from_secs(5)))?, 1);
-/// assert_eq!(poll.poll(&mut events, Some(Duration::ZERO))?, 0); // disarmed
-/// poll.modify(b.as_raw_fd(), 3, Interest::READ, Mode::Oneshot)?; // re-armed
-/// assert_eq!(poll.poll(&mut events, Some(Duration::ZERO))?, 1);
+/// assert_eq!(poller.wait(&mut events, Some(Duration::from_secs(5)))?, 1);
+/// assert_eq!(poller.wait(&mut events, Some(Duration::ZERO))?, 0); // disarmed
+/// poller.modify(&b, 3, Interest::READ, Mode::OneShot)?; // re-armed
+/// assert_eq!(poller.wait(&mut events, Some(Duration::ZERO))?, 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct Poll {
+pub struct PosixPoll {
     registry: Mutex<Registry>,
     state: Mutex<PollState>,
 }
@@ -72,7 +74,7 @@ struct Entry {
     key: u32,
     interest: Interest,
     oneshot: bool,
-    /// `false` once a oneshot registration fired or the fd was reported closed (`POLLNVAL`).
+    /// `false` once a one-shot registration fired or the fd was reported closed (`POLLNVAL`).
     armed: bool,
 }
 
@@ -100,7 +102,7 @@ fn check_fd(fd: RawFd) -> io::Result<()> {
 fn check_mode(mode: Mode) -> io::Result<bool> {
     match mode {
         Mode::Level => Ok(false),
-        Mode::Oneshot => Ok(true),
+        Mode::OneShot => Ok(true),
         Mode::Edge => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "poll(2) has no edge-triggered mode",
@@ -138,14 +140,14 @@ fn readiness(revents: libc::c_short) -> Readiness {
     r
 }
 
-impl Poll {
+impl PosixPoll {
     /// Creates an empty poll(2) backend. No fd is opened.
     ///
     /// # Errors
     ///
     /// None today; the `io::Result` matches the other backends.
-    pub fn new() -> io::Result<Poll> {
-        Ok(Poll {
+    pub fn new() -> io::Result<PosixPoll> {
+        Ok(PosixPoll {
             registry: Mutex::new(Registry::default()),
             state: Mutex::new(PollState {
                 fds: Vec::new(),
@@ -186,7 +188,7 @@ impl Poll {
     }
 
     /// Turns the `n` slots poll(2) marked into events, dropping stale ones, and disarms what
-    /// was reported in oneshot mode or found closed.
+    /// was reported in one-shot mode or found closed.
     fn report(&self, state: &PollState, mut n: usize, events: &mut Events) {
         let mut reg = lock(&self.registry);
         let mut disarmed = false;
@@ -195,8 +197,8 @@ impl Poll {
                 continue;
             }
             n -= 1;
-            // A registration changed or removed while poll was blocked makes this result
-            // stale: drop it (the next poll sees the new registration).
+            // A registration changed or removed while poll(2) was blocked makes this result
+            // stale: drop it (the next wait sees the new registration).
             if let Some(entry) = reg.entries.get_mut(&pfd.fd) {
                 if entry.key == key && entry.armed {
                     let mut r = readiness(pfd.revents);
@@ -209,7 +211,7 @@ impl Poll {
                     }
                     if !r.is_empty() {
                         if !events.push(Event::new(pfd.fd, key, r)) {
-                            // Full: the rest stay armed and are reported by the next poll.
+                            // Full: the rest stay armed and are reported by the next wait.
                             break;
                         }
                         if entry.oneshot || pfd.revents & libc::POLLNVAL != 0 {
@@ -228,7 +230,7 @@ impl Poll {
         }
     }
 
-    fn wait(fds: &mut [libc::pollfd], deadline: &Deadline) -> io::Result<usize> {
+    fn wait_once(fds: &mut [libc::pollfd], deadline: &Deadline) -> io::Result<usize> {
         loop {
             let ms = deadline.remaining_ms();
             // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
@@ -251,14 +253,14 @@ impl Poll {
     }
 }
 
-impl Backend for Poll {
-    /// Adds `fd` to the table; the next `poll` watches it.
+impl Backend for PosixPoll {
+    /// Adds `fd` to the table; the next `wait` watches it.
     ///
     /// # Errors
     ///
     /// [`AlreadyExists`](io::ErrorKind::AlreadyExists) if registered; `EBADF` if `fd` is
     /// not open; [`Unsupported`](io::ErrorKind::Unsupported) for `Mode::Edge`.
-    fn register(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn register_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         let oneshot = check_mode(mode)?;
         check_fd(fd)?;
         let mut reg = lock(&self.registry);
@@ -284,7 +286,7 @@ impl Backend for Poll {
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if not registered; `EBADF` if `fd` is not
     /// open; [`Unsupported`](io::ErrorKind::Unsupported) for `Mode::Edge`.
-    fn modify(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
+    fn modify_raw(&self, fd: RawFd, key: u32, interest: Interest, mode: Mode) -> io::Result<()> {
         let oneshot = check_mode(mode)?;
         check_fd(fd)?;
         let mut reg = lock(&self.registry);
@@ -308,7 +310,7 @@ impl Backend for Poll {
     /// # Errors
     ///
     /// [`NotFound`](io::ErrorKind::NotFound) if not registered.
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+    fn deregister_raw(&self, fd: RawFd) -> io::Result<()> {
         let mut reg = lock(&self.registry);
         if reg.entries.remove(&fd).is_none() {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -317,18 +319,20 @@ impl Backend for Poll {
         Ok(())
     }
 
-    fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+    /// poll(2) on the array (rebuilt if the table changed), then one entry of `events` per
+    /// reported fd, written in the layout `Epoll` gets from the kernel.
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         let deadline = Deadline::new(timeout);
         events.clear();
-        // Held through the syscall: a second concurrent poll waits for the first.
+        // Held through the syscall: a second concurrent wait waits for the first.
         let mut state = lock(&self.state);
         loop {
             self.rebuild(&mut state);
-            let n = Self::wait(&mut state.fds, &deadline)?;
+            let n = Self::wait_once(&mut state.fds, &deadline)?;
             if n > 0 {
                 self.report(&state, n, events);
             }
-            // Every result may have been stale (changed while poll was blocked): then wait
+            // Every result may have been stale (changed while poll(2) was blocked): then wait
             // again for the time left rather than return early with nothing.
             if !events.is_empty() || !deadline.has_time_left() {
                 break;
@@ -339,19 +343,15 @@ impl Backend for Poll {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            level: true,
-            oneshot: true,
-            edge: false,
-            live_modify: false,
-            timeout_resolution: Duration::from_millis(1),
-        }
+        // Exactly what `Capabilities::new` describes: level and one-shot, changes seen at
+        // the next wait, milliseconds.
+        Capabilities::new()
     }
 }
 
-impl fmt::Debug for Poll {
+impl fmt::Debug for PosixPoll {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Poll")
+        f.debug_struct("PosixPoll")
             .field("registered", &self.len())
             .finish()
     }

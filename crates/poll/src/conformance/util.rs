@@ -1,16 +1,16 @@
-//! Helpers shared by the conformance suite: fds of each kind, a closed fd number no other
-//! test can reuse, the SIGUSR2 handler, and polling until an fd shows up.
-#![allow(dead_code)]
+//! The helpers the checks are written with, public for a backend's own tests beside the
+//! suite: fds of each kind, a closed fd number no other test can reuse, the `SIGUSR2`
+//! handler, and waiting until an fd shows up.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-use ioman_poll::{Backend, Event, Events};
+use crate::{Backend, Event, Events};
 
 /// A generous bound for "returns promptly": the machines are noisy.
 pub const PROMPT: Duration = Duration::from_secs(2);
@@ -48,9 +48,10 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(ends)
 }
 
-/// Writes `bytes` to a raw fd.
-pub fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: `bytes` is valid for `bytes.len()` bytes of reading.
+/// Writes `bytes` to `fd` (one `write(2)`, so a pipe's `OwnedFd` needs no `File`).
+pub fn write_fd(fd: impl AsFd, bytes: &[u8]) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `fd` is open (borrowed) and `bytes` is valid for `bytes.len()` bytes of reading.
     let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
     if n == -1 {
         Err(io::Error::last_os_error())
@@ -88,7 +89,7 @@ pub fn tcp_pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((client, server))
 }
 
-/// Polls until an event for `fd` arrives or [`PATIENCE`] runs out.
+/// Waits (100 ms at a time) until an event for `fd` arrives or [`PATIENCE`] runs out.
 pub fn wait_for<B: Backend>(
     backend: &B,
     events: &mut Events,
@@ -96,7 +97,7 @@ pub fn wait_for<B: Backend>(
 ) -> io::Result<Option<Event>> {
     let end = Instant::now() + PATIENCE;
     while Instant::now() < end {
-        backend.poll(events, Some(Duration::from_millis(100)))?;
+        backend.wait(events, Some(Duration::from_millis(100)))?;
         if let Some(ev) = events.iter().find(|e| e.fd() == fd) {
             return Ok(Some(*ev));
         }
@@ -104,9 +105,9 @@ pub fn wait_for<B: Backend>(
     Ok(None)
 }
 
-/// Polls with a zero timeout and returns the events for `fd`.
+/// Waits with a zero timeout and returns the events for `fd`.
 pub fn now_for<B: Backend>(backend: &B, events: &mut Events, fd: RawFd) -> io::Result<Vec<Event>> {
-    backend.poll(events, Some(Duration::ZERO))?;
+    backend.wait(events, Some(Duration::ZERO))?;
     Ok(events.iter().filter(|e| e.fd() == fd).copied().collect())
 }
 
@@ -141,8 +142,9 @@ fn high_base() -> RawFd {
 }
 
 /// Duplicates `fd` to a number in the reserved high range (hold [`high_fd_lock`]).
-pub fn dup_high(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC duplicates `fd` to the lowest free number >= the base.
+pub fn dup_high(fd: impl AsFd) -> io::Result<OwnedFd> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: F_DUPFD_CLOEXEC duplicates the open `fd` to the lowest free number >= the base.
     let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high_base()) };
     if n == -1 {
         return Err(io::Error::last_os_error());
@@ -154,13 +156,13 @@ pub fn dup_high(fd: RawFd) -> io::Result<OwnedFd> {
 /// An fd number that is closed and stays closed while the caller holds [`high_fd_lock`].
 pub fn closed_fd() -> io::Result<RawFd> {
     let (a, _b) = pair()?;
-    let high = dup_high(a.as_raw_fd())?;
+    let high = dup_high(&a)?;
     Ok(high.as_raw_fd())
     // `high` is dropped (closed) here.
 }
 
 /// How many SIGUSR2 the no-op handler has seen.
-pub static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_sigusr2(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
@@ -168,7 +170,7 @@ extern "C" fn on_sigusr2(_: libc::c_int) {
 
 /// Installs a counting SIGUSR2 handler without `SA_RESTART`, once per process, so a blocked
 /// wait in a thread that receives it fails with `EINTR`.
-pub fn install_sigusr2() {
+pub(crate) fn install_sigusr2() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: a zeroed `sigaction` is valid; the handler only touches an atomic, which is
@@ -184,9 +186,12 @@ pub fn install_sigusr2() {
 }
 
 /// Sends SIGUSR2 to a thread.
-pub fn signal_thread(thread: libc::pthread_t) -> io::Result<()> {
-    // SAFETY: the caller guarantees `thread` is still running (it is blocked in a poll it
-    // cannot leave before the signal is sent).
+///
+/// # Safety
+///
+/// `thread` is still running (a `pthread_t` of a thread that has exited may name anything).
+pub(crate) unsafe fn signal_thread(thread: libc::pthread_t) -> io::Result<()> {
+    // SAFETY: the caller guarantees `thread` is still running.
     let r = unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
     if r != 0 {
         return Err(io::Error::from_raw_os_error(r));
