@@ -414,12 +414,23 @@ impl<B: Backend + 'static> EventManager<B> {
         if kernel.mode == ioman_poll::Mode::OneShot {
             kernel.armed = false;
         }
+        if kernel.mode == ioman_poll::Mode::Edge {
+            // An edge no disarmed registration sees again: remember it for their `rearm`.
+            for r in entry.regs.iter_mut().filter(|r| !r.wakes(readiness)) {
+                if readiness.satisfies(r.interest) {
+                    r.pending |= readiness;
+                }
+            }
+        }
         let mut wakes = entry
             .regs
             .iter()
             .enumerate()
             .filter(|(_, r)| r.wakes(readiness));
         let Some((first, _)) = wakes.next() else {
+            if entry.is_edge() {
+                return 0; // remembered above; an edge is reported once, nothing spins
+            }
             // Nothing armed wants this readiness: the kernel watches more than is wanted
             // (a fired `Rearmable` not re-armed yet: libev's lazy disarm; or a shrink that
             // failed), or a one-shot fd must be re-armed for the registrations it did not
@@ -476,9 +487,9 @@ impl<B: Backend + 'static> EventManager<B> {
         let cb = reg.cb.take()?;
         let (id, delivered) = (reg.id, mask(readiness, reg.interest));
         let oneshot = reg.lifetime == Lifetime::OneShot;
-        if reg.lifetime == Lifetime::Rearmable {
-            // Fired: it waits for `rearm`. The kernel keeps watching (lazily).
-            reg.armed = false;
+        if matches!(reg.lifetime, Lifetime::Rearmable | Lifetime::Edge) {
+            // Fired: it waits for `rearm`. The kernel keeps watching (lazily, or for edges).
+            (reg.armed, reg.pending) = (false, Readiness::EMPTY);
         }
         if oneshot {
             entry.regs.remove(i);

@@ -204,6 +204,18 @@ pub enum Lifetime {
     /// call, libev's lazy disarm). A re-arm on an fd that is already ready fires at once.
     /// This is the fast path for a connection that waits again and again.
     Rearmable,
+    /// Edge-triggered (mio's and tokio's contract): fires once when the fd becomes ready,
+    /// then waits, disarmed but registered, until [`EventManager::rearm`]; a re-arm fires
+    /// again only at the next edge, or at once if an edge came while it was disarmed. So
+    /// re-arm only after the fd said `WouldBlock` (read or write until then); a re-arm on a
+    /// fd left ready with no new edge waits. The kernel registration (`EPOLLET`,
+    /// `EV_CLEAR`) is made once and never changed: no syscall per wait even when the loop
+    /// runs on another thread than the code that re-arms (a missed edge costs one `MOD` at
+    /// its re-arm, which makes the kernel report a still-ready fd). It must be the fd's only
+    /// kind of registration to be edge-triggered; mixed with others, or on a backend without
+    /// edge mode (poll(2)), it behaves as [`Rearmable`](Lifetime::Rearmable), which keeps the
+    /// contract. For async reactors (`ioman-async` uses it).
+    Edge,
 }
 
 /// Names one fd registration; returned by [`EventManager::register_fd`] and passed to its
@@ -512,6 +524,7 @@ impl<B: Backend + 'static> EventManager<B> {
             interest,
             lifetime,
             armed: true,
+            pending: Readiness::EMPTY,
             cb: Some(cb),
         };
         let result = match stripe.get(fd) {
@@ -629,12 +642,22 @@ impl<B: Backend + 'static> EventManager<B> {
         if entry.rearm_in_place(i, interest) {
             return Ok(true); // the steady state: the kernel still watches it
         }
-        let before = (entry.regs[i].interest, entry.regs[i].armed);
-        (entry.regs[i].interest, entry.regs[i].armed) = (interest, true);
-        let changed = match entry.sync(key.fd, &self.kernel(), Follow::Lazy) {
+        let r = &mut entry.regs[i];
+        let before = (r.interest, r.armed, r.pending);
+        // Edge mode and an edge came while disarmed: a `MOD` makes the kernel report the fd
+        // again if it is still ready.
+        let missed = r.pending.satisfies(interest);
+        (r.interest, r.armed, r.pending) = (interest, true, Readiness::EMPTY);
+        let how = if missed && entry.is_edge() {
+            Follow::Fresh
+        } else {
+            Follow::Lazy
+        };
+        let changed = match entry.sync(key.fd, &self.kernel(), how) {
             Ok(changed) => changed,
             Err(e) => {
-                (entry.regs[i].interest, entry.regs[i].armed) = before;
+                let r = &mut entry.regs[i];
+                (r.interest, r.armed, r.pending) = before;
                 return Err(e);
             }
         };

@@ -24,8 +24,12 @@ pub(crate) struct Reg<B: Backend + 'static> {
     pub(crate) id: u64,
     pub(crate) interest: Interest,
     pub(crate) lifetime: Lifetime,
-    /// Whether it waits for readiness: always, but for a fired `Rearmable` until `rearm`.
+    /// Whether it waits for readiness: always, but for a fired `Rearmable` or `Edge` until
+    /// `rearm`.
     pub(crate) armed: bool,
+    /// `Edge` only: the readiness of edges that came while it was disarmed, so that its
+    /// `rearm` knows an edge was missed.
+    pub(crate) pending: Readiness,
     /// `None` while a multi-shot or rearmable callback is running on the loop thread.
     pub(crate) cb: Option<FdCallback<B>>,
 }
@@ -209,25 +213,37 @@ pub(crate) enum Follow {
 }
 
 impl<B: Backend + 'static> FdEntry<B> {
-    /// What the kernel should be told, given the live registrations: the union of the armed
-    /// ones' interests (a fired `Rearmable` waits for its `rearm`), one-shot only if every
-    /// registration is one-shot (GHC's `EventLifetime` supremum) and the backend supports
-    /// it. `None` when nothing is armed.
+    /// What the kernel should be told, given the live registrations, and in which mode:
+    /// one-shot only if every registration is one-shot (GHC's `EventLifetime` supremum),
+    /// edge-triggered only if every registration is `Edge`, both only if the backend has the
+    /// mode; level-triggered otherwise. The interest is the union of the armed registrations'
+    /// (a fired `Rearmable` waits for its `rearm`); in edge mode every registration's, armed
+    /// or not, so the kernel registration never changes. `None` when nothing is wanted.
     fn desired(&self, caps: &Capabilities) -> Option<(Interest, Mode)> {
-        let mut interest: Option<Interest> = None;
-        let mut oneshot = true;
+        let (mut oneshot, mut edge) = (true, true);
         for r in &self.regs {
             oneshot &= r.lifetime == Lifetime::OneShot;
-            if r.armed {
-                interest = Some(interest.map_or(r.interest, |i| i | r.interest));
-            }
+            edge &= r.lifetime == Lifetime::Edge;
         }
         let mode = if oneshot && caps.one_shot {
             Mode::OneShot
+        } else if edge && caps.edge {
+            Mode::Edge
         } else {
             Mode::Level
         };
+        let mut interest: Option<Interest> = None;
+        for r in &self.regs {
+            if r.armed || mode == Mode::Edge {
+                interest = Some(interest.map_or(r.interest, |i| i | r.interest));
+            }
+        }
         interest.map(|i| (i, mode))
+    }
+
+    /// Whether the kernel holds an edge-triggered registration for the fd.
+    pub(crate) fn is_edge(&self) -> bool {
+        self.kernel.is_some_and(|k| k.mode == Mode::Edge)
     }
 
     /// Brings the kernel in line with the registrations, as closely as `how` says, with the
@@ -335,12 +351,17 @@ impl<B: Backend + 'static> FdEntry<B> {
             .collect()
     }
 
-    /// `rearm`'s fast path: when the kernel already watches `interest` for this fd in level
-    /// mode, arming registration `i` costs nothing but the flag. Returns whether it did.
+    /// `rearm`'s fast path: arming registration `i` for `interest` costs nothing but the
+    /// flag when the kernel already watches `interest` for this fd, level-triggered (it
+    /// reports a ready fd again), or edge-triggered with no edge missed while it was disarmed
+    /// (the next edge will come). Returns whether it did.
     pub(crate) fn rearm_in_place(&mut self, i: usize, interest: Interest) -> bool {
-        let covered = self
-            .kernel
-            .is_some_and(|k| k.armed && k.mode == Mode::Level && covers(k.interest, interest));
+        let missed = self.regs[i].pending.satisfies(interest);
+        let covered = self.kernel.is_some_and(|k| {
+            k.armed
+                && covers(k.interest, interest)
+                && (k.mode == Mode::Level || (k.mode == Mode::Edge && !missed))
+        });
         if covered {
             let r = &mut self.regs[i];
             (r.interest, r.armed) = (interest, true);
