@@ -98,17 +98,18 @@ impl Timers for Ioman {
     fn insert(&mut self, deadline: u64) -> TimerKey {
         self.id += 1;
         self.q
-            .register(self.t0 + Duration::from_nanos(deadline), self.id)
+            .register_at(self.t0 + Duration::from_nanos(deadline), self.id)
     }
     fn cancel(&mut self, h: TimerKey) {
         self.q.cancel(h);
     }
     fn move_later(&mut self, h: TimerKey, _old: u64, new: u64) -> TimerKey {
-        self.q.update(h, self.t0 + Duration::from_nanos(new));
+        self.q.update_at(h, self.t0 + Duration::from_nanos(new));
         h
     }
     fn expire(&mut self, now: u64) -> usize {
-        self.q.expire(self.t0 + Duration::from_nanos(now)).count()
+        self.q.clock().set(self.t0 + Duration::from_nanos(now));
+        self.q.expire().count()
     }
 }
 

@@ -327,8 +327,7 @@ impl<B: Backend + 'static> EventManager<B> {
         }
         {
             let mut timers = lock(&self.timers);
-            let now = timers.now();
-            ls.due.extend(timers.expire(now));
+            ls.due.extend(timers.expire().map(|(key, _, cb)| (key, cb)));
         }
         for (_, cb) in ls.due.drain(..) {
             bump(&self.counters.timeout_callbacks);
@@ -344,9 +343,7 @@ impl<B: Backend + 'static> EventManager<B> {
     /// registered after this returns and earlier than what it returned wakes the loop (see
     /// `register_timeout`), so the blocking poll that follows cannot miss it.
     pub(crate) fn timer_timeout(&self) -> Option<Duration> {
-        let mut timers = lock(&self.timers);
-        let now = timers.now();
-        timers.timeout(now)
+        lock(&self.timers).timeout()
     }
 
     /// Turns the polled events into callbacks to run (stripe by stripe, under each fd's

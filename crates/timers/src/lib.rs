@@ -8,13 +8,16 @@
 //!   later) or remove them in O(log n), plus GHC's `atMost` as
 //!   [`pop_at_most`](Psq::pop_at_most). Keys are generation-checked: a key whose entry
 //!   is gone never reaches a later entry.
-//! - [`TimerQueue`] — timers built on `Psq`: [`register`](TimerQueue::register) a
-//!   deadline and a value, [`update`](TimerQueue::update) or
+//! - [`TimerQueue`] — timers: [`register_at`](TimerQueue::register_at) an instant or
+//!   [`register_after`](TimerQueue::register_after) a duration, with a value;
+//!   [`update_at`](TimerQueue::update_at) / [`update_after`](TimerQueue::update_after) or
 //!   [`cancel`](TimerQueue::cancel) it by [`TimerKey`], ask
 //!   [`timeout`](TimerQueue::timeout) how long a poller may block, and
 //!   [`expire`](TimerQueue::expire) the due timers in deadline order.
-//! - [`Clock`] — where a `TimerQueue` reads time: [`MonotonicClock`] in production,
-//!   [`ManualClock`] in tests, so no test sleeps to see a timer fire.
+//! - [`Clock`] — the one place a `TimerQueue` reads time: [`MonotonicClock`] in
+//!   production, [`ManualClock`] in tests, so no test sleeps to see a timer fire. The
+//!   queue owns its clock and no method takes a "now" argument, so a caller cannot hand
+//!   it a time from another clock.
 //!
 //! The crate has no dependencies, touches no file descriptor and contains no `unsafe`.
 //!
@@ -49,7 +52,7 @@
 //! timers.register_after(Duration::from_secs(5), "flush");
 //!
 //! // A poller would block this long.
-//! assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(5)));
+//! assert_eq!(timers.timeout(), Some(Duration::from_secs(5)));
 //!
 //! // Activity on the connection: push the idle timeout later (O(1)).
 //! clock.advance(Duration::from_secs(2));
@@ -57,16 +60,16 @@
 //!
 //! // Five seconds in, both 5 s timers fire, in registration order.
 //! clock.advance(Duration::from_secs(3));
-//! let fired: Vec<_> = timers.expire(clock.now()).map(|(_, what)| what).collect();
+//! let fired: Vec<_> = timers.expire().map(|(_, _, what)| what).collect();
 //! assert_eq!(fired, ["write timed out", "flush"]);
 //!
 //! // A fired timer's key is stale.
 //! assert_eq!(timers.cancel(write), None);
 //!
 //! // The idle timeout now fires at 32 s: 27 s from now.
-//! assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(27)));
+//! assert_eq!(timers.timeout(), Some(Duration::from_secs(27)));
 //! assert_eq!(timers.cancel(idle), Some("close idle connection"));
-//! assert_eq!(timers.timeout(clock.now()), None);
+//! assert_eq!(timers.timeout(), None);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

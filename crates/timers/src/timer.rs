@@ -18,7 +18,8 @@ use crate::psq::{Key, Psq};
 const NEVER: u64 = u64::MAX;
 
 /// A handle to a timer in a [`TimerQueue`], returned by
-/// [`register`](TimerQueue::register).
+/// [`register_at`](TimerQueue::register_at) or
+/// [`register_after`](TimerQueue::register_after).
 ///
 /// Once the timer fires or is cancelled its key is stale: every operation on it answers
 /// `None` or `false`, even after the queue has reused its storage for another timer.
@@ -38,6 +39,13 @@ struct Timer<T> {
 /// is due at once; one more than about 584 years past it, or a `register_after` whose
 /// deadline overflows [`Instant`], never fires (and never panics).
 ///
+/// The queue has one source of time, the [`Clock`] it owns: every method that needs the
+/// current time ([`register_after`](Self::register_after),
+/// [`update_after`](Self::update_after), [`timeout`](Self::timeout),
+/// [`expire`](Self::expire)) reads it, and none takes a "now" argument, so a caller cannot
+/// mix in a time from another clock or a stale reading. A test moves time with a
+/// [`ManualClock`](crate::ManualClock) shared with the queue.
+///
 /// Costs: `register`, `cancel` and moving a deadline earlier are O(log n); moving a
 /// deadline later is O(1) (the timer is re-filed lazily, in O(log n), if it reaches the
 /// front of the queue before it fires); `next_deadline`, `timeout` and each timer
@@ -55,11 +63,11 @@ struct Timer<T> {
 /// timers.register_after(Duration::from_secs(3), "write");
 /// timers.update_after(idle, Duration::from_secs(20)); // activity: push it later
 ///
-/// assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(3)));
+/// assert_eq!(timers.timeout(), Some(Duration::from_secs(3)));
 /// clock.advance(Duration::from_secs(3));
-/// let fired: Vec<_> = timers.expire(clock.now()).map(|(_, v)| v).collect();
+/// let fired: Vec<_> = timers.expire().map(|(_, _, v)| v).collect();
 /// assert_eq!(fired, ["write"]);
-/// assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(17)));
+/// assert_eq!(timers.timeout(), Some(Duration::from_secs(17)));
 /// ```
 pub struct TimerQueue<T, C: Clock = MonotonicClock> {
     psq: Psq<u64, Timer<T>>,
@@ -68,9 +76,16 @@ pub struct TimerQueue<T, C: Clock = MonotonicClock> {
 }
 
 impl<T> TimerQueue<T> {
-    /// Creates an empty queue on the system's monotonic clock.
+    /// Creates an empty queue on the system's monotonic clock. Allocates nothing until the
+    /// first timer.
     pub fn new() -> Self {
         Self::with_clock(MonotonicClock)
+    }
+
+    /// Creates an empty queue on the system's monotonic clock with room for `n` timers
+    /// before it reallocates.
+    pub fn with_capacity(n: usize) -> Self {
+        Self::with_capacity_and_clock(n, MonotonicClock)
     }
 }
 
@@ -84,12 +99,23 @@ impl<T, C: Clock + Default> Default for TimerQueue<T, C> {
 impl<T, C: Clock> TimerQueue<T, C> {
     /// Creates an empty queue that reads time from `clock`.
     pub fn with_clock(clock: C) -> Self {
+        Self::with_capacity_and_clock(0, clock)
+    }
+
+    /// Creates an empty queue that reads time from `clock`, with room for `n` timers
+    /// before it reallocates.
+    pub fn with_capacity_and_clock(n: usize, clock: C) -> Self {
         let epoch = clock.now();
         TimerQueue {
-            psq: Psq::new(),
+            psq: Psq::with_capacity(n),
             clock,
             epoch,
         }
+    }
+
+    /// Makes room for at least `additional` more timers without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.psq.reserve(additional);
     }
 
     /// Returns the queue's clock.
@@ -143,7 +169,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
     ///
     /// Panics if the queue would hold more than `u32::MAX - 1` timers.
     #[track_caller]
-    pub fn register(&mut self, deadline: Instant, value: T) -> TimerKey {
+    pub fn register_at(&mut self, deadline: Instant, value: T) -> TimerKey {
         let ns = self.to_ns(deadline);
         self.register_ns(ns, value)
     }
@@ -175,7 +201,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
     /// Moving later is O(1); moving earlier is O(log n). Equal deadlines keep firing in
     /// registration order: an update does not move a timer behind others that share its
     /// new deadline.
-    pub fn update(&mut self, key: TimerKey, deadline: Instant) -> bool {
+    pub fn update_at(&mut self, key: TimerKey, deadline: Instant) -> bool {
         let ns = self.to_ns(deadline);
         self.update_ns(key, ns)
     }
@@ -263,13 +289,12 @@ impl<T, C: Clock> TimerQueue<T, C> {
         self.to_instant(ns)
     }
 
-    /// Returns how long a poller may block, as seen at `now`: `None` if there is no
-    /// timer, or only timers that never fire (block indefinitely), [`Duration::ZERO`] if
-    /// a timer is due, and otherwise
-    /// the exact time until the earliest deadline, never less (a poller with a coarser
-    /// unit must round up).
-    pub fn timeout(&mut self, now: Instant) -> Option<Duration> {
-        let now_ns = self.now_ns(now);
+    /// Returns how long a poller may block, as seen now by the queue's clock: `None` if
+    /// there is no timer, or only timers that never fire (block indefinitely),
+    /// [`Duration::ZERO`] if a timer is due, and otherwise the exact time until the
+    /// earliest deadline, never less (a poller with a coarser unit must round up).
+    pub fn timeout(&mut self) -> Option<Duration> {
+        let now_ns = self.now_ns(self.clock.now());
         let (ns, _) = self.settle()?;
         if ns == NEVER {
             None
@@ -278,13 +303,15 @@ impl<T, C: Clock> TimerQueue<T, C> {
         }
     }
 
-    /// Returns an iterator that removes and yields every timer whose deadline is at or
-    /// before `now`, in deadline order, equal deadlines in registration order.
+    /// Returns an iterator that removes and yields, as `(key, deadline, value)`, every
+    /// timer whose deadline is at or before the clock's reading at this call, in deadline
+    /// order, equal deadlines in registration order.
     ///
-    /// The iterator is lazy: timers it did not reach (because it was dropped early) stay
-    /// in the queue. Each step is O(log n) amortised.
-    pub fn expire(&mut self, now: Instant) -> Expire<'_, T, C> {
-        let now_ns = self.now_ns(now);
+    /// The clock is read once, here: a timer that falls due while the iterator runs waits
+    /// for the next `expire`. The iterator is lazy: timers it did not reach (because it
+    /// was dropped early) stay in the queue. Each step is O(log n) amortised.
+    pub fn expire(&mut self) -> Expire<'_, T, C> {
+        let now_ns = self.now_ns(self.clock.now());
         Expire {
             queue: self,
             now_ns,
@@ -341,7 +368,7 @@ pub struct Expire<'a, T, C: Clock = MonotonicClock> {
 }
 
 impl<T, C: Clock> Iterator for Expire<'_, T, C> {
-    type Item = (TimerKey, T);
+    type Item = (TimerKey, Instant, T);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
@@ -350,7 +377,9 @@ impl<T, C: Clock> Iterator for Expire<'_, T, C> {
             return None;
         }
         let (key, _, timer) = self.queue.psq.pop()?;
-        Some((TimerKey(key), timer.value))
+        // A due deadline is at most `now`, which `Instant` represents.
+        let at = self.queue.to_instant(deadline).unwrap_or(self.queue.epoch);
+        Some((TimerKey(key), at, timer.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -86,7 +86,7 @@ fn run(ops: Vec<Op>) -> TestResult {
             Op::Register(w, v) => {
                 let deadline = resolve(w, now);
                 let key = match (w, deadline) {
-                    (When::At(_), Some(d)) => q.register(d, v),
+                    (When::At(_), Some(d)) => q.register_at(d, v),
                     (When::After(us), _) => q.register_after(Duration::from_micros(us.into()), v),
                     _ => q.register_after(Duration::MAX, v),
                 };
@@ -105,7 +105,7 @@ fn run(ops: Vec<Op>) -> TestResult {
                 };
                 let deadline = resolve(w, now);
                 let ok = match (w, deadline) {
-                    (When::At(_), Some(d)) => q.update(key, d),
+                    (When::At(_), Some(d)) => q.update_at(key, d),
                     (When::After(us), _) => q.update_after(key, Duration::from_micros(us.into())),
                     _ => q.update_after(key, Duration::MAX),
                 };
@@ -155,9 +155,15 @@ fn run(ops: Vec<Op>) -> TestResult {
                     .take_while(|l| l.deadline.is_some_and(|d| d <= now))
                     .count();
                 let n = due.min(take);
-                let want: Vec<(TimerKey, u16)> =
-                    live.drain(..n).map(|l| (l.key, l.value)).collect();
-                let got: Vec<(TimerKey, u16)> = q.expire(now).take(take).collect();
+                let want: Vec<(TimerKey, Option<Instant>, u16)> = live
+                    .drain(..n)
+                    .map(|l| (l.key, l.deadline, l.value))
+                    .collect();
+                let got: Vec<(TimerKey, Option<Instant>, u16)> = q
+                    .expire()
+                    .take(take)
+                    .map(|(k, d, v)| (k, Some(d), v))
+                    .collect();
                 if got != want {
                     return TestResult::error(format!("expire gave {got:?}, want {want:?}"));
                 }
@@ -174,11 +180,9 @@ fn run(ops: Vec<Op>) -> TestResult {
                     .filter_map(|l| l.deadline)
                     .min()
                     .map(|d| d.saturating_duration_since(now));
-                if q.timeout(now) != want {
-                    return TestResult::error(format!(
-                        "timeout gave {:?}, want {want:?}",
-                        q.timeout(now)
-                    ));
+                let got = q.timeout();
+                if got != want {
+                    return TestResult::error(format!("timeout gave {got:?}, want {want:?}"));
                 }
             }
         }
