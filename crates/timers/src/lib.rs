@@ -75,8 +75,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+mod heap;
 mod psq;
+mod tick;
 mod timer;
+mod wheel;
 
 pub use crate::clock::{Clock, ManualClock, MonotonicClock};
 pub use crate::psq::{Iter, Key, PopAtMost, Psq};

@@ -264,6 +264,58 @@ fn clear_makes_every_timer_key_stale() {
 }
 
 #[test]
+fn cancelled_timers_that_never_surface_do_not_count() {
+    let (clock, mut q) = queue();
+    let keys: Vec<_> = (0..10_000u64)
+        .map(|i| q.register_after(Duration::from_secs(3600 + i), i))
+        .collect();
+    let soon = q.register_after(ms(1), u64::MAX);
+    for &k in keys.iter().skip(1) {
+        assert!(q.cancel(k).is_some());
+    }
+    // Exact at once, though the cancelled timers' entries wait in the far future.
+    assert_eq!(q.len(), 2);
+    clock.advance(ms(1));
+    assert_eq!(fire(&mut q, clock.now()), [u64::MAX]);
+    assert_eq!(q.cancel(soon), None);
+    // New registrations drop the dead entries rather than pile up more.
+    for i in 0..200 {
+        let k = q.register_after(ms(10 + i), i);
+        assert!(q.cancel(k).is_some());
+    }
+    assert!(
+        q.queued_entries() < 300,
+        "{} entries queued",
+        q.queued_entries()
+    );
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.check_invariants(), Ok(()));
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(fire(&mut q, clock.now()), [0]);
+}
+
+#[test]
+fn a_timeout_is_exact_when_the_next_timer_is_far_ahead() {
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    // The only timer is an hour away: finding it moves the queue's bookkeeping an hour
+    // ahead of the clock. Timers registered after that must still be exact.
+    q.register_at(t0 + Duration::from_secs(3600), "hour");
+    assert_eq!(q.timeout(), Some(Duration::from_secs(3600)));
+    q.register_at(t0 + ms(30), "soon");
+    assert_eq!(q.timeout(), Some(ms(30)));
+    q.register_at(t0 + Duration::from_nanos(1), "now");
+    assert_eq!(q.timeout(), Some(Duration::from_nanos(1)));
+    for i in 0..1000 {
+        q.register_at(t0 + ms(100) + Duration::from_micros(i), "many");
+    }
+    assert_eq!(q.check_invariants(), Ok(()));
+    assert_eq!(fire(&mut q, t0 + ms(30)), ["now", "soon"]);
+    assert_eq!(fire(&mut q, t0 + ms(101)).len(), 1000);
+    assert_eq!(q.timeout(), Some(Duration::from_secs(3600) - ms(101)));
+}
+
+#[test]
 fn the_monotonic_clock_queue_works_without_a_manual_clock() {
     let mut q = TimerQueue::new();
     let now = q.now();
