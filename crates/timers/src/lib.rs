@@ -13,7 +13,11 @@
 //!   [`update_at`](TimerQueue::update_at) / [`update_after`](TimerQueue::update_after) or
 //!   [`cancel`](TimerQueue::cancel) it by [`TimerKey`], ask
 //!   [`timeout`](TimerQueue::timeout) how long a poller may block, and
-//!   [`expire`](TimerQueue::expire) the due timers in deadline order.
+//!   [`expire`](TimerQueue::expire) the due timers in deadline order. Registering is
+//!   O(1) (a push onto a timing-wheel bucket), cancelling and moving a timer later are
+//!   O(1) (lazy: the old entry is dropped when it surfaces), each expired timer costs
+//!   O(log k) for the k timers of its millisecond; measured against a hand-rolled
+//!   `BinaryHeap` in `ioman-bench`'s `timers` benchmark.
 //! - [`Clock`] — the one place a `TimerQueue` reads time: [`MonotonicClock`] in
 //!   production, [`ManualClock`] in tests, so no test sleeps to see a timer fire. The
 //!   queue owns its clock and no method takes a "now" argument, so a caller cannot hand
@@ -23,10 +27,14 @@
 //!
 //! # Precision
 //!
-//! Deadlines are nanoseconds since the queue's creation: no ticks and no rounding.
+//! A `TimerQueue` converts each `Instant` it is given, once, into a `u64` of nanoseconds
+//! since the queue's creation, and keeps those ticks everywhere inside: the unit of
+//! `Instant` itself on Linux, macOS and the BSDs, so nothing is rounded.
 //! [`TimerQueue::timeout`] never returns less than the time to the earliest deadline,
 //! so a poller that rounds its timeout up never wakes early. A timer never fires before
 //! its deadline and fires at the first [`expire`](TimerQueue::expire) at or after it.
+//! The wheel's millisecond buckets only group timers; the order within a bucket is exact
+//! to the nanosecond, equal deadlines in registration order.
 //!
 //! # Threading
 //!

@@ -57,6 +57,11 @@ pub struct TimerKey {
 }
 
 /// One timer, or a vacant place for one.
+///
+/// Aligned to 32 bytes, so a slot for a value of up to 16 bytes (a `u64`, a boxed
+/// callback) never straddles two cache lines: an update or a cancel far in a large slab
+/// misses the cache once, not twice.
+#[repr(align(32))]
 struct Slot<T> {
     /// Occupied: the real deadline in ticks ([`NEVER`] for never). Vacant: the next
     /// vacant slot of the free list ([`NIL`] at its end).
@@ -86,14 +91,19 @@ struct Slot<T> {
 /// at once; one more than about 584 years past it, or a `register_after` whose deadline
 /// overflows that, never fires (and never panics).
 ///
-/// Costs: `register_at`, `register_after` and moving a deadline earlier are O(log n)
-/// (O(1) on average for random deadlines); `cancel` and moving a deadline later are O(1);
-/// `timeout`, `next_deadline` and each timer yielded by `expire` are O(log n) amortised.
-/// Cancelled timers leave their heap entries behind until they surface or the queue
-/// compacts, which it does when dead entries outnumber live timers (O(n), amortised over
-/// the cancels that made them), so memory stays within a constant factor of the live
-/// count. `len` is exact at all times. A live timer costs one 16-byte heap entry plus one
-/// slot (32 bytes for a `u64` value on 64-bit targets).
+/// Costs: a timer is filed unordered in a hierarchical timing wheel (buckets of about
+/// 1 ms, 67 ms, 4.3 s, 4.6 min, ... wide) and ordered exactly only when its bucket comes
+/// up, in a heap that holds the timers of about one millisecond. So `register_at`,
+/// `register_after` and moving a deadline earlier are O(1) (O(log h) for a deadline in
+/// the millisecond at hand, h the timers in it); `cancel` and moving a deadline later are
+/// O(1); each timer yielded by `expire` costs at most one move per wheel level (8) plus
+/// O(log h); `timeout` and `next_deadline` are O(1) when nothing changed, amortised
+/// O(log h) otherwise. Cancelled and moved timers leave their entries behind until those
+/// surface or the queue rebuilds, which it does when dead entries outnumber live timers
+/// (O(n), amortised over the cancels that made them), so memory stays within a constant
+/// factor of the live count. `len` is exact at all times. A live timer costs one 16-byte
+/// entry (plus an eighth for the wheel's chunks) and one slot (32 bytes for a `u64` value
+/// on 64-bit targets, 28 on i686).
 ///
 /// # Examples
 ///
@@ -160,9 +170,11 @@ impl<T, C: Clock> TimerQueue<T, C> {
     /// before it reallocates.
     pub fn with_capacity_and_clock(n: usize, clock: C) -> Self {
         let epoch = Epoch::new(clock.now());
+        let mut wheel = Wheel::default();
+        wheel.reserve(n);
         TimerQueue {
             heap: Heap::default(),
-            wheel: Wheel::default(),
+            wheel,
             slots: Vec::with_capacity(n),
             free: NIL,
             next_tie: 0,
@@ -174,6 +186,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
 
     /// Makes room for at least `additional` more timers without reallocating.
     pub fn reserve(&mut self, additional: usize) {
+        self.wheel.reserve(additional);
         let vacant = self.slots.len() - self.live;
         self.slots.reserve(additional.saturating_sub(vacant));
     }
@@ -203,7 +216,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
     /// Adds a timer that fires at `deadline` and returns its key.
     ///
     /// A deadline in the past (or exactly now) is due at the next
-    /// [`expire`](Self::expire). O(log n), O(1) on average.
+    /// [`expire`](Self::expire). O(1) (see the costs above).
     ///
     /// # Panics
     ///
@@ -220,8 +233,8 @@ impl<T, C: Clock> TimerQueue<T, C> {
     ///
     /// A zero duration is due at the next [`expire`](Self::expire). A duration too large
     /// to count in nanoseconds from the queue's creation (such as [`Duration::MAX`]) gives
-    /// a timer that never fires; it can still be updated or cancelled. O(log n), O(1) on
-    /// average.
+    /// a timer that never fires; it can still be updated or cancelled. O(1) (see the
+    /// costs above).
     ///
     /// # Panics
     ///
@@ -345,7 +358,8 @@ impl<T, C: Clock> TimerQueue<T, C> {
     /// Moves the timer named by `key` to fire at `deadline`, earlier or later. Returns
     /// `false` (and does nothing) if the timer has already fired or been cancelled.
     ///
-    /// Moving later is O(1) and touches only the timer; moving earlier is O(log n). Equal
+    /// Moving later is O(1) and touches only the timer; moving earlier files one more
+    /// entry, O(1) like a registration. Equal
     /// deadlines keep firing in registration order: an update does not move a timer
     /// behind others that share its new deadline.
     #[inline]
@@ -525,7 +539,8 @@ impl<T, C: Clock> TimerQueue<T, C> {
     ///
     /// The clock is read once, here: a timer that falls due while the iterator runs waits
     /// for the next `expire`. The iterator is lazy: timers it did not reach (because it
-    /// was dropped early) stay in the queue. Each step is O(log n) amortised.
+    /// was dropped early) stay in the queue. Each step is amortised O(log h), h the timers
+    /// due in the same millisecond (see the costs above).
     pub fn expire(&mut self) -> Expire<'_, T, C> {
         let now = self.now_ticks();
         Expire { queue: self, now }
@@ -879,13 +894,12 @@ mod tests {
     fn a_timer_costs_one_heap_entry_and_one_slot() {
         use std::mem::size_of;
         assert_eq!(size_of::<u128>(), 16);
-        // deadline, tie, generation, value; no padding on 64-bit or 32-bit targets.
-        assert_eq!(size_of::<Slot<u64>>(), 8 + 4 + 4 + size_of::<Option<u64>>());
-        assert!(size_of::<Slot<u64>>() <= 32);
-        // A boxed callback (the manager's value) has a niche: no tag.
-        assert_eq!(
-            size_of::<Slot<Box<dyn FnOnce()>>>(),
-            8 + 4 + 4 + 2 * size_of::<usize>()
-        );
+        // deadline, tie, generation, value, rounded up to the slot's 32-byte alignment:
+        // 32 bytes on 64-bit targets (24 + a 16-byte Option<u64>) and on i686 (16 + 12).
+        let fields = 8 + 4 + 4 + size_of::<Option<u64>>();
+        assert_eq!(size_of::<Slot<u64>>(), fields.next_multiple_of(32));
+        assert_eq!(size_of::<Slot<u64>>(), 32);
+        // A boxed callback (the manager's value) has a niche: no tag; 32 bytes too.
+        assert_eq!(size_of::<Slot<Box<dyn FnOnce()>>>(), 32);
     }
 }

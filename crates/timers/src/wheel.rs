@@ -199,9 +199,12 @@ impl Wheel {
             // this level, so each lands at a lower level.
             self.elapsed = self.elapsed.max(start);
         }
-        while let Some(&chunk) = self.pool.get(next as usize) {
-            // Free the chunk before filing its entries: they may reuse it.
-            self.pool[next as usize].next = self.free;
+        while let Some(c) = self.pool.get_mut(next as usize) {
+            // Free the chunk (empty: `entries` and `remap` skip it) before filing its
+            // entries, which may reuse it.
+            let chunk = *c;
+            c.len = 0;
+            c.next = self.free;
             self.free = next;
             next = chunk.next;
             let entries = chunk.entries.get(..chunk.len as usize).unwrap_or_default();
@@ -273,23 +276,26 @@ impl Wheel {
         })
     }
 
-    /// Every entry, in no order.
+    /// Every entry, in no order: the used chunks of the pool, read in order (free chunks
+    /// are empty).
     pub(crate) fn entries(&self) -> impl Iterator<Item = u128> + '_ {
-        self.chunks()
-            .flat_map(|(_, _, c)| c.entries[..c.len as usize].iter().copied())
+        self.pool
+            .iter()
+            .flat_map(|c| c.entries.iter().take(c.len as usize).copied())
     }
 
     /// Rewrites every entry with `f`, which must keep its deadline.
     pub(crate) fn remap(&mut self, mut f: impl FnMut(u128) -> u128) {
-        let heads: Vec<u32> = self.heads.iter().flatten().copied().collect();
-        for mut next in heads {
-            while let Some(c) = self.pool.get_mut(next as usize) {
-                for e in &mut c.entries[..c.len as usize] {
-                    *e = f(*e);
-                }
-                next = c.next;
+        for c in &mut self.pool {
+            for e in c.entries.iter_mut().take(c.len as usize) {
+                *e = f(*e);
             }
         }
+    }
+
+    /// Makes room for `additional` more entries.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.pool.reserve(additional.div_ceil(CHUNK));
     }
 
     /// How many entries the pool has room for.
@@ -336,8 +342,12 @@ impl Wheel {
                 }
             }
         }
-        if len != self.len {
-            return Err(format!("wheel counts {} entries, holds {len}", self.len));
+        if len != self.len || self.entries().count() != len {
+            return Err(format!(
+                "wheel counts {} entries, chains hold {len}, chunks {}",
+                self.len,
+                self.entries().count()
+            ));
         }
         Ok(())
     }
