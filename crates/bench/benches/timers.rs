@@ -5,6 +5,8 @@
 //! Workloads, with n live timers at deadlines uniform in 1 s..30 s of virtual time:
 //!
 //! - `insert`: build n timers from empty (time per insert; no `reserve` for anyone);
+//! - `refill`: the same into a structure that held n timers and was cleared, so none of
+//!   the time goes to the allocator or to first-touch page faults;
 //! - `cancel`: cancel a random live timer (time per cancel; the cancelled timers are
 //!   replaced, unmeasured, between batches so n stays constant);
 //! - `move_later`: move a random live timer 1 ms..1 s later (time per move);
@@ -45,7 +47,7 @@
 //!
 //! Implementations: `ioman_TimerQueue`, `ioman_Psq`, `std_BinaryHeap_lazy`,
 //! `std_BTreeMap+HashMap`, `priority_queue`, `tokio_util_DelayQueue`; workloads: `insert`,
-//! `cancel`, `move_later`, `expire`, `churn`, `server`.
+//! `refill`, `cancel`, `move_later`, `expire`, `churn`, `server`.
 #![allow(missing_docs)]
 
 use std::cmp::Reverse;
@@ -105,6 +107,8 @@ trait Timers {
     fn move_later(&mut self, h: Self::H, new: Self::D) -> Self::H;
     /// Advances time to `now` and removes every timer due; returns how many.
     fn expire(&mut self, now: u64) -> usize;
+    /// Removes every timer, keeping the memory (for `refill`).
+    fn clear(&mut self);
 }
 
 /// ioman's `TimerQueue` on a `ManualClock`.
@@ -157,6 +161,10 @@ impl Timers for Ioman {
         self.q.clock().advance(Duration::from_nanos(step));
         self.q.expire().count()
     }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.q.clear();
+    }
 }
 
 /// ioman's bare `Psq` keyed by deadline in nanoseconds (no lazy moves).
@@ -197,6 +205,10 @@ impl Timers for IomanPsq {
     #[inline(always)]
     fn expire(&mut self, now: u64) -> usize {
         self.q.pop_at_most(&now).count()
+    }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.q.clear();
     }
 }
 
@@ -256,6 +268,11 @@ impl Timers for LazyHeap {
             }
         }
         n
+    }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.heap.clear();
+        self.gens.clear();
     }
 }
 
@@ -318,6 +335,11 @@ impl Timers for BTree {
         }
         n
     }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.by_deadline.clear();
+        self.by_id.clear();
+    }
 }
 
 /// The `priority-queue` crate: `PriorityQueue<id, Reverse<deadline>>` (default hasher).
@@ -367,6 +389,10 @@ impl Timers for PrioQ {
             n += 1;
         }
         n
+    }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.q.clear();
     }
 }
 
@@ -446,6 +472,10 @@ impl Timers for Delay {
         }
         n
     }
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.q.clear();
+    }
 }
 
 /// Runs `f` and returns its result and how long it took. Every measured region of every
@@ -517,6 +547,22 @@ fn w_insert<T: Timers>(n: usize, seed: u64) -> (Duration, usize) {
         }
     });
     drop(t);
+    (took, n)
+}
+
+/// Workload `refill`: n timers into a structure that held n and was cleared, so its
+/// memory is already allocated and touched (`insert` minus the allocator and page faults).
+fn w_refill<T: Timers>(n: usize, seed: u64) -> (Duration, usize) {
+    let mut live = Live::<T>::build(n, seed);
+    live.t.clear();
+    let t = &mut live.t;
+    let mut rng = Rng::new(seed + 1);
+    let deadlines: Vec<T::D> = (0..n).map(|_| t.at(rng.range(SEC, 30 * SEC))).collect();
+    let (_, took) = measured(|| {
+        for &d in &deadlines {
+            std::hint::black_box(t.insert(d));
+        }
+    });
     (took, n)
 }
 
@@ -639,6 +685,14 @@ fn bench<T: Timers>(c: &mut Criterion, n: usize) {
                     .sum::<Duration>()
             })
         });
+    c.benchmark_group(format!("timers/refill/{n}"))
+        .bench_function(id.clone(), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|i| per_op(w_refill::<T>(n, 23 + i)))
+                    .sum::<Duration>()
+            })
+        });
     type Batch<T> = fn(&mut Live<T>) -> (Duration, usize);
     let batched: [(&str, u64, Batch<T>); 3] = [
         ("cancel", 11, w_cancel::<T>),
@@ -712,42 +766,60 @@ criterion_group! {
     targets = timers
 }
 
-/// `IOMAN_TIMERS_COUNT=<implementation>:<workload>:<n>`: one run of one workload, for
-/// callgrind (see the crate docs). Batched workloads run enough batches to reach a steady
-/// state (`max(20, 3n / BATCH)` batches, so `TimerQueue` compacts several times).
+/// `IOMAN_TIMERS_COUNT=<implementation>:<workload>:<n>[:<repeat>]`: one run (or `repeat`)
+/// of one workload, for callgrind or perf (see the crate docs); prints the mean time per
+/// operation and one run's operations. Batched workloads run enough batches to reach a
+/// steady state (`max(20, 3n / BATCH)` batches, so `TimerQueue` rebuilds several times).
 fn count(spec: &str) {
-    fn run<T: Timers>(work: &str, n: usize) -> usize {
+    fn run<T: Timers>(work: &str, n: usize) -> (Duration, usize) {
         let batches = 20.max(3 * n / BATCH);
         let batched = |work: fn(&mut Live<T>) -> (Duration, usize), seed| {
             let mut live = Live::<T>::build(n, seed);
-            (0..batches).map(|_| work(&mut live).1).sum()
+            (0..batches).fold((Duration::ZERO, 0), |(t, ops), _| {
+                let (dt, n) = work(&mut live);
+                (t + dt, ops + n)
+            })
         };
         match work {
-            "insert" => w_insert::<T>(n, 7).1,
+            "insert" => w_insert::<T>(n, 7),
+            "refill" => w_refill::<T>(n, 23),
             "cancel" => batched(w_cancel::<T>, 11),
             "move_later" => batched(w_move_later::<T>, 13),
             "churn" => batched(w_churn::<T>, 19),
-            "expire" => w_expire::<T>(n, 17).1,
-            "server" => w_server::<T>(n).1,
+            "expire" => w_expire::<T>(n, 17),
+            "server" => w_server::<T>(n),
             _ => panic!("unknown workload {work}"),
         }
     }
     let _tokio = tokio_rt().enter();
     let parts: Vec<&str> = spec.split(':').collect();
-    let [imp, work, n] = parts[..] else {
-        panic!("IOMAN_TIMERS_COUNT={spec}: want <implementation>:<workload>:<n>");
+    let (imp, work, n, repeat) = match parts[..] {
+        [imp, work, n] => (imp, work, n, "1"),
+        [imp, work, n, repeat] => (imp, work, n, repeat),
+        _ => panic!("IOMAN_TIMERS_COUNT={spec}: want <implementation>:<workload>:<n>[:<repeat>]"),
     };
     let n: usize = n.parse().expect("n");
-    let ops = match imp {
-        Ioman::NAME => run::<Ioman>(work, n),
-        IomanPsq::NAME => run::<IomanPsq>(work, n),
-        LazyHeap::NAME => run::<LazyHeap>(work, n),
-        BTree::NAME => run::<BTree>(work, n),
-        PrioQ::NAME => run::<PrioQ>(work, n),
-        Delay::NAME => run::<Delay>(work, n),
-        _ => panic!("unknown implementation {imp}"),
-    };
-    println!("{imp} {work} {n} ops {ops}");
+    let repeat: u32 = repeat.parse().expect("repeat");
+    let (mut took, mut ops) = (Duration::ZERO, 0);
+    for _ in 0..repeat {
+        let (t, o) = match imp {
+            Ioman::NAME => run::<Ioman>(work, n),
+            IomanPsq::NAME => run::<IomanPsq>(work, n),
+            LazyHeap::NAME => run::<LazyHeap>(work, n),
+            BTree::NAME => run::<BTree>(work, n),
+            PrioQ::NAME => run::<PrioQ>(work, n),
+            Delay::NAME => run::<Delay>(work, n),
+            _ => panic!("unknown implementation {imp}"),
+        };
+        took += t;
+        ops += o;
+    }
+    let per_op = took.as_nanos() as f64 / ops.max(1) as f64;
+    // The last field is what callgrind's total is divided by: one run's operations.
+    println!(
+        "{imp} {work} {n} {per_op:.1} ns/op ops {}",
+        ops / repeat as usize
+    );
 }
 
 fn main() {

@@ -248,13 +248,13 @@ impl Wheel {
     }
 
     /// Removes every entry, keeping `elapsed`, and gives back a pool much larger than
-    /// `keep` entries need.
+    /// `keep` entries need (`usize::MAX`: keep it all, as `Vec::clear` does).
     pub(crate) fn clear(&mut self, keep: usize) {
         self.heads = [[NIL; SLOTS]; LEVELS];
         self.occupied = [0; LEVELS];
         self.pool.clear();
         // One partly filled chunk per bucket at most, beyond the full ones.
-        let chunks = keep / CHUNK + LEVELS * SLOTS / 4;
+        let chunks = (keep / CHUNK).saturating_add(LEVELS * SLOTS / 4);
         if self.pool.capacity() > 4 * chunks {
             self.pool.shrink_to(2 * chunks);
         }
