@@ -135,6 +135,8 @@ pub struct TimerQueue<T, C: Clock = MonotonicClock> {
     next_tie: u32,
     /// Live timers.
     live: usize,
+    /// Heap size past which a registration rebuilds (see `file`).
+    heap_limit: usize,
     epoch: Epoch,
     clock: C,
 }
@@ -179,6 +181,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
             free: NIL,
             next_tie: 0,
             live: 0,
+            heap_limit: 64,
             epoch,
             clock,
         }
@@ -325,8 +328,10 @@ impl<T, C: Clock> TimerQueue<T, C> {
             self.heap.push(e);
             // The wheel's line can run ahead of the clock (it moves to the next bucket
             // when the heap is empty); then new timers land in the heap. Rebuild, with
-            // the line back at the clock, before the heap grows large with them.
-            if self.heap.len() > 64 + self.live / 4 {
+            // the line back at the clock, before the heap grows large with them. The
+            // limit at least doubles the heap a rebuild leaves (timers already due stay
+            // in the heap), so rebuilds stay amortised.
+            if self.heap.len() > self.heap_limit {
                 self.rebuild();
             }
         }
@@ -613,6 +618,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
         }
         self.heap.assign(near);
         self.heap.shrink();
+        self.heap_limit = (64 + self.live / 4).max(2 * self.heap.len());
     }
 
     /// Renumbers the live timers' ties `0..len`, keeping their order, so the counter can

@@ -316,6 +316,23 @@ fn a_timeout_is_exact_when_the_next_timer_is_far_ahead() {
 }
 
 #[test]
+fn many_timers_already_due_register_in_linear_time() {
+    // Timers due before the queue's current millisecond go straight to its heap; a
+    // heap that large must not make every registration rebuild the queue.
+    let (clock, mut q) = queue();
+    let t0 = clock.now();
+    clock.advance(Duration::from_secs(10));
+    // Expiring a timer moves the queue's line between heap and wheel up to the clock.
+    q.register_after(Duration::ZERO, u64::MAX);
+    assert_eq!(q.expire().count(), 1);
+    for i in 0..50_000u64 {
+        q.register_at(t0 + ms(i % 5_000), i);
+    }
+    assert_eq!(q.len(), 50_000);
+    assert_eq!(q.expire().count(), 50_000);
+}
+
+#[test]
 fn the_monotonic_clock_queue_works_without_a_manual_clock() {
     let mut q = TimerQueue::new();
     let now = q.now();
