@@ -175,7 +175,7 @@ impl Mini {
         self.running = true;
         while self.running {
             // Block until the earliest timer (or forever when there is none).
-            let timeout = self.timers.timeout(self.timers.now());
+            let timeout = self.timers.timeout();
             self.backend.wait(&mut self.events, timeout)?;
             self.ready.clear();
             self.ready.extend(self.events.iter().copied());
@@ -189,8 +189,7 @@ impl Mini {
             }
             self.ready = ready;
             // Due timers, in deadline order; collected first because callbacks take `&mut self`.
-            let now = self.timers.now();
-            let due: Vec<TimerCallback> = self.timers.expire(now).map(|(_, cb)| cb).collect();
+            let due: Vec<TimerCallback> = self.timers.expire().map(|(_, _, cb)| cb).collect();
             for cb in due {
                 cb(self);
             }

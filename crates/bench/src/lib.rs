@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `poll` | `Epoll`, `PosixPoll` | raw libc epoll (the floor), mio, polling |
 //! | `timers` | `TimerQueue`, `Psq` | `BinaryHeap` (lazy deletion), `BTreeMap` + `HashMap`, priority-queue, tokio-util `DelayQueue` |
+//! | `lateness` | `EventManager::register_timeout` | `tokio::time::sleep_until`, `thread::sleep` (how late a timer fires, not criterion) |
 //! | `wakeup` | `Wakeup` (eventfd, pipe) | raw eventfd, mio `Waker`, `thread::park`/`unpark` |
 //! | `manager` | `EventManager` | a hand-written mio loop, tokio `AsyncFd` |
 //! | `http` | the HTTP demo's server (`ioman-examples`) | a tokio server, a mio loop; idle-connection scaling; `Pool` vs tokio multi-thread |

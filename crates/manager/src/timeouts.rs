@@ -112,7 +112,7 @@ impl<B: Backend + 'static> EventManager<B> {
             return Err(e);
         }
         let key = match deadline {
-            Some(d) => timers.register(d, callback),
+            Some(d) => timers.register_at(d, callback),
             None => timers.register_after(Duration::MAX, callback),
         };
         let wake = self.sleep.wakes(deadline);
@@ -146,7 +146,7 @@ impl<B: Backend + 'static> EventManager<B> {
         }
         let mut timers = lock(&self.timers);
         let updated = match deadline {
-            Some(d) => timers.update(key.key, d),
+            Some(d) => timers.update_at(key.key, d),
             None => timers.update_after(key.key, Duration::MAX),
         };
         if !updated {
@@ -183,16 +183,17 @@ impl<B: Backend + 'static> EventManager<B> {
     /// follows cannot miss it.
     pub(crate) fn prepare_wait(&self, max_wait: Option<Duration>) -> Option<Duration> {
         let mut timers = lock(&self.timers);
+        // One reading of the clock for both the wait and the recorded wake-up time, so the
+        // loop never wakes later than it recorded (a registration relies on that).
         let now = timers.now();
-        let wait = match (timers.timeout(now), max_wait) {
+        let timer_wait = timers
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        let wait = match (timer_wait, max_wait) {
+            _ if self.is_shut_down() => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, None) => a,
             (None, b) => b,
-        };
-        let wait = if self.is_shut_down() {
-            Some(Duration::ZERO)
-        } else {
-            wait
         };
         self.sleep.block(now, wait);
         wait
@@ -203,8 +204,6 @@ impl<B: Backend + 'static> EventManager<B> {
         &self,
         due: &mut Vec<(ioman_timers::TimerKey, crate::TimeoutCallback<B>)>,
     ) {
-        let mut timers = lock(&self.timers);
-        let now = timers.now();
-        due.extend(timers.expire(now));
+        due.extend(lock(&self.timers).expire().map(|(key, _, cb)| (key, cb)));
     }
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tick::Epoch;
+
 /// A source of monotonic time.
 ///
 /// Production code uses [`MonotonicClock`]; tests use [`ManualClock`] and move time by
@@ -73,7 +75,10 @@ pub struct ManualClock {
 }
 
 struct ManualInner {
-    base: Instant,
+    base: Epoch,
+    /// The largest offset `base` can be moved by (`u64::MAX` wherever `Instant` reaches
+    /// 584 years past the start, as on every platform std supports today).
+    max_offset_ns: u64,
     offset_ns: AtomicU64,
 }
 
@@ -86,9 +91,26 @@ impl ManualClock {
 
     /// Creates a clock that reads `start` until advanced.
     pub fn starting_at(start: Instant) -> Self {
+        // The largest representable offset, found once so `advance` is integer arithmetic.
+        let representable = |ns: u64| start.checked_add(Duration::from_nanos(ns)).is_some();
+        let max_offset_ns = if representable(u64::MAX) {
+            u64::MAX
+        } else {
+            let (mut lo, mut hi) = (0u64, u64::MAX);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if representable(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            lo
+        };
         ManualClock {
             inner: Arc::new(ManualInner {
-                base: start,
+                base: Epoch::new(start),
+                max_offset_ns,
                 offset_ns: AtomicU64::new(0),
             }),
         }
@@ -103,14 +125,12 @@ impl ManualClock {
     #[track_caller]
     pub fn advance(&self, d: Duration) {
         let d_ns = u64::try_from(d.as_nanos()).ok();
-        let base = self.inner.base;
+        let max = self.inner.max_offset_ns;
         let result =
             self.inner
                 .offset_ns
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                    let new = old.checked_add(d_ns?)?;
-                    base.checked_add(Duration::from_nanos(new))?;
-                    Some(new)
+                    old.checked_add(d_ns?).filter(|&new| new <= max)
                 });
         assert!(
             result.is_ok(),
@@ -127,15 +147,14 @@ impl ManualClock {
     /// clock's start.
     #[track_caller]
     pub fn set(&self, t: Instant) {
-        let Some(d) = t.checked_duration_since(self.inner.base) else {
-            return;
-        };
-        let ns = u64::try_from(d.as_nanos());
+        let ns = self.inner.base.ticks(t);
+        // `ticks` saturates at u64::MAX nanoseconds: check such a reading exactly.
         assert!(
-            ns.is_ok(),
+            ns < u64::MAX
+                || t.checked_duration_since(self.inner.base.instant())
+                    .is_some_and(|d| d.as_nanos() <= u128::from(u64::MAX)),
             "ManualClock::set: {t:?} is too far past the clock's start"
         );
-        let ns = ns.unwrap_or(u64::MAX);
         self.inner.offset_ns.fetch_max(ns, Ordering::AcqRel);
     }
 }
@@ -151,14 +170,14 @@ impl Clock for ManualClock {
     fn now(&self) -> Instant {
         let ns = self.inner.offset_ns.load(Ordering::Acquire);
         // `advance` and `set` only store offsets that `base` can be moved by.
-        self.inner.base + Duration::from_nanos(ns)
+        self.inner.base.instant() + Duration::from_nanos(ns)
     }
 }
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManualClock")
-            .field("base", &self.inner.base)
+            .field("base", &self.inner.base.instant())
             .field(
                 "elapsed",
                 &Duration::from_nanos(self.inner.offset_ns.load(Ordering::Acquire)),

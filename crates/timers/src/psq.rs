@@ -129,6 +129,12 @@ impl<P: Ord, V> Psq<P, V> {
         }
     }
 
+    /// Makes room for at least `additional` more entries without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.heap.reserve(additional);
+        self.slots.reserve(additional);
+    }
+
     /// Inserts `value` with `priority` and returns the key that names the new entry.
     ///
     /// O(log n).

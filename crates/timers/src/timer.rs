@@ -1,47 +1,109 @@
-//! The timer queue: a [`Psq`] of deadlines in nanoseconds, read through a [`Clock`].
+//! The timer queue: a slab of timers, and lazily deleted entries filed in a timing wheel
+//! (the future) and a heap (the near present).
 //!
-//! Each timer is filed in the heap under `filed_ns` and carries its real deadline
-//! `deadline_ns` in its entry, with `filed_ns <= deadline_ns` at all times. Moving a
-//! deadline later only rewrites `deadline_ns` (O(1), no sift); when such an entry
-//! reaches the top of the heap it is re-filed at its real deadline before anything reads
-//! the minimum. Moving a deadline earlier re-files it at once. The `Psq` pops equal
-//! priorities in insertion order, so equal deadlines fire in registration order.
+//! Each timer lives in a slot of the slab (its real deadline, its tie, the generation of
+//! its key, its value) and is filed under an entry `(filed deadline, tie, slot)`, packed
+//! in a `u128` (see `heap`). Entries due before the wheel's `elapsed` line are in the
+//! heap, which orders them exactly; the others sit unordered in the buckets of a
+//! hierarchical wheel (see `wheel`) until the queue needs them, when a bucket is poured
+//! into the heap (level 0) or filed lower (higher levels). Nothing points from the slab
+//! to an entry, so no operation pays for keeping a back-index up to date, and:
+//!
+//! - **register** files one entry: a push onto a wheel bucket, O(1), or onto the heap when
+//!   the deadline is before `elapsed`;
+//! - **cancel** empties the slot and leaves the entry behind, dead: O(1);
+//! - **moving later** rewrites the slot's deadline only, O(1): the entry stays filed
+//!   earlier than the real deadline, and when it reaches the top of the heap it is filed
+//!   again there;
+//! - **moving earlier** files one more entry at the new deadline; the old one is found
+//!   dead or moved when it surfaces.
+//!
+//! An entry is live when its slot is occupied by the timer with its tie (ties come from
+//! one counter, so a reused slot is never confused with its previous timer). Dead entries
+//! are dropped when they surface, and the queue is rebuilt (every live timer filed once,
+//! at its real deadline) when dead entries outnumber live timers, so the entries never
+//! number more than about twice the live timers (plus 1/64 of the slab, plus 64). A timer
+//! that never fires has no entry at all.
+//!
+//! Invariant: every live timer that can fire has a live entry filed at or before its
+//! real deadline, and every heap entry is due before every wheel entry. Expiring looks at
+//! the heap's top (pouring the wheel's earliest bucket in when the heap is empty): a live
+//! entry filed before its timer's deadline is filed again, one filed at it fires. The
+//! heap pops in (deadline, tie) order, so equal deadlines fire in registration order,
+//! whatever the updates in between.
 
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::psq::{Key, Psq};
+use crate::heap::{self, Heap};
+use crate::tick::{duration_ticks, Epoch, NEVER};
+use crate::wheel::{Bucket, Wheel};
 
-/// The deadline of a timer that never fires.
-const NEVER: u64 = u64::MAX;
+/// Ends the free list; also the bound on slot indices.
+const NIL: u32 = u32::MAX;
 
 /// A handle to a timer in a [`TimerQueue`], returned by
-/// [`register`](TimerQueue::register).
+/// [`register_at`](TimerQueue::register_at) or
+/// [`register_after`](TimerQueue::register_after).
 ///
 /// Once the timer fires or is cancelled its key is stale: every operation on it answers
 /// `None` or `false`, even after the queue has reused its storage for another timer.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
-pub struct TimerKey(Key);
+pub struct TimerKey {
+    index: u32,
+    generation: u32,
+}
 
-struct Timer<T> {
-    /// The real deadline, in nanoseconds since the queue's epoch; [`NEVER`] for never.
+/// One timer, or a vacant place for one.
+///
+/// Not over-aligned: a 32-byte alignment would keep every slot in one cache line, but std
+/// grows a vector of over-aligned elements by allocating, copying and freeing instead of
+/// `realloc` (which moves large blocks by remapping pages), and growth already dominates
+/// building a large queue from empty.
+struct Slot<T> {
+    /// Occupied: the real deadline in ticks ([`NEVER`] for never). Vacant: the next
+    /// vacant slot of the free list ([`NIL`] at its end).
     deadline: u64,
-    value: T,
+    /// Occupied: the timer's registration number, which its heap entries carry.
+    tie: u32,
+    /// The generation of the key that names the occupant (or the last one). Bumped when
+    /// the slot is reused, so an old key never names a later timer; a slot whose
+    /// generation reaches `u32::MAX` is retired (dropped from the free list) instead of
+    /// reused, so generations never wrap.
+    generation: u32,
+    /// `Some` while occupied.
+    value: Option<T>,
 }
 
 /// A queue of timers, each a deadline and a value, with keyed update and cancel.
 ///
-/// Deadlines are kept as nanoseconds since an epoch taken from the clock when the queue
-/// is created: nanosecond precision, no ticks, no rounding. A deadline before the epoch
-/// is due at once; one more than about 584 years past it, or a `register_after` whose
-/// deadline overflows [`Instant`], never fires (and never panics).
+/// The queue has one source of time, the [`Clock`] it owns: every method that needs the
+/// current time ([`register_after`](Self::register_after),
+/// [`update_after`](Self::update_after), [`timeout`](Self::timeout),
+/// [`expire`](Self::expire)) reads it, and none takes a "now" argument, so a caller cannot
+/// mix in a time from another clock or a stale reading. A test moves time with a
+/// [`ManualClock`](crate::ManualClock) shared with the queue.
 ///
-/// Costs: `register`, `cancel` and moving a deadline earlier are O(log n); moving a
-/// deadline later is O(1) (the timer is re-filed lazily, in O(log n), if it reaches the
-/// front of the queue before it fires); `next_deadline`, `timeout` and each timer
-/// yielded by `expire` are O(log n) amortised.
+/// Deadlines are kept as nanoseconds since an epoch taken from the clock when the queue
+/// is created: nanosecond precision, nothing rounded. A deadline before the epoch is due
+/// at once; one more than about 584 years past it, or a `register_after` whose deadline
+/// overflows that, never fires (and never panics).
+///
+/// Costs: a timer is filed unordered in a hierarchical timing wheel (buckets of about
+/// 1 ms, 67 ms, 4.3 s, 4.6 min, ... wide) and ordered exactly only when its bucket comes
+/// up, in a heap that holds the timers of about one millisecond. So `register_at`,
+/// `register_after` and moving a deadline earlier are O(1) (O(log h) for a deadline in
+/// the millisecond at hand, h the timers in it); `cancel` and moving a deadline later are
+/// O(1); each timer yielded by `expire` costs at most one move per wheel level (8) plus
+/// O(log h); `timeout` and `next_deadline` are O(1) when nothing changed, amortised
+/// O(log h) otherwise. Cancelled and moved timers leave their entries behind until those
+/// surface or the queue rebuilds, which it does when dead entries outnumber live timers
+/// (O(n), amortised over the cancels that made them), so memory stays within a constant
+/// factor of the live count. `len` is exact at all times. A live timer costs one 16-byte
+/// entry (plus an eighth for the wheel's chunks) and one slot (32 bytes for a `u64` value
+/// on 64-bit targets, 28 on i686).
 ///
 /// # Examples
 ///
@@ -55,22 +117,41 @@ struct Timer<T> {
 /// timers.register_after(Duration::from_secs(3), "write");
 /// timers.update_after(idle, Duration::from_secs(20)); // activity: push it later
 ///
-/// assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(3)));
+/// assert_eq!(timers.timeout(), Some(Duration::from_secs(3)));
 /// clock.advance(Duration::from_secs(3));
-/// let fired: Vec<_> = timers.expire(clock.now()).map(|(_, v)| v).collect();
+/// let fired: Vec<_> = timers.expire().map(|(_, _, v)| v).collect();
 /// assert_eq!(fired, ["write"]);
-/// assert_eq!(timers.timeout(clock.now()), Some(Duration::from_secs(17)));
+/// assert_eq!(timers.timeout(), Some(Duration::from_secs(17)));
 /// ```
 pub struct TimerQueue<T, C: Clock = MonotonicClock> {
-    psq: Psq<u64, Timer<T>>,
+    /// Entries due before `wheel.elapsed()`, in (deadline, tie) order.
+    heap: Heap,
+    /// Entries due at or after `wheel.elapsed()`.
+    wheel: Wheel,
+    slots: Vec<Slot<T>>,
+    /// Head of the free list of vacant slots.
+    free: u32,
+    /// The tie of the next registration.
+    next_tie: u32,
+    /// Live timers.
+    live: usize,
+    /// Heap size past which a registration rebuilds (see `file`).
+    heap_limit: usize,
+    epoch: Epoch,
     clock: C,
-    epoch: Instant,
 }
 
 impl<T> TimerQueue<T> {
-    /// Creates an empty queue on the system's monotonic clock.
+    /// Creates an empty queue on the system's monotonic clock. Allocates nothing until the
+    /// first timer.
     pub fn new() -> Self {
         Self::with_clock(MonotonicClock)
+    }
+
+    /// Creates an empty queue on the system's monotonic clock with room for `n` timers
+    /// before it reallocates.
+    pub fn with_capacity(n: usize) -> Self {
+        Self::with_capacity_and_clock(n, MonotonicClock)
     }
 }
 
@@ -84,12 +165,33 @@ impl<T, C: Clock + Default> Default for TimerQueue<T, C> {
 impl<T, C: Clock> TimerQueue<T, C> {
     /// Creates an empty queue that reads time from `clock`.
     pub fn with_clock(clock: C) -> Self {
-        let epoch = clock.now();
+        Self::with_capacity_and_clock(0, clock)
+    }
+
+    /// Creates an empty queue that reads time from `clock`, with room for `n` timers
+    /// before it reallocates.
+    pub fn with_capacity_and_clock(n: usize, clock: C) -> Self {
+        let epoch = Epoch::new(clock.now());
+        let mut wheel = Wheel::default();
+        wheel.reserve(n);
         TimerQueue {
-            psq: Psq::new(),
-            clock,
+            heap: Heap::default(),
+            wheel,
+            slots: Vec::with_capacity(n),
+            free: NIL,
+            next_tie: 0,
+            live: 0,
+            heap_limit: 64,
             epoch,
+            clock,
         }
+    }
+
+    /// Makes room for at least `additional` more timers without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        self.wheel.reserve(additional);
+        let vacant = self.slots.len() - self.live;
+        self.slots.reserve(additional.saturating_sub(vacant));
     }
 
     /// Returns the queue's clock.
@@ -102,116 +204,228 @@ impl<T, C: Clock> TimerQueue<T, C> {
         self.clock.now()
     }
 
-    /// Nanoseconds from the epoch to `t`: 0 before the epoch, [`NEVER`] past the range.
+    /// The clock's reading in ticks, kept below [`NEVER`] so a never-timer is never due.
     #[inline]
-    fn to_ns(&self, t: Instant) -> u64 {
-        match t.checked_duration_since(self.epoch) {
-            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(NEVER),
-            None => 0,
-        }
+    fn now_ticks(&self) -> u64 {
+        self.epoch.ticks(self.clock.now()).min(NEVER - 1)
     }
 
-    /// `now` in nanoseconds, kept below [`NEVER`] so a never-timer is never due.
+    /// `after` from now, in ticks, saturating to [`NEVER`].
     #[inline]
-    fn now_ns(&self, now: Instant) -> u64 {
-        self.to_ns(now).min(NEVER - 1)
-    }
-
-    /// Nanoseconds from the epoch to `after` from now, saturating to [`NEVER`].
-    #[inline]
-    fn after_ns(&self, after: Duration) -> u64 {
-        let after = u64::try_from(after.as_nanos()).unwrap_or(NEVER);
-        self.to_ns(self.clock.now()).saturating_add(after)
-    }
-
-    /// The instant `ns` nanoseconds after the epoch; `None` for [`NEVER`] or beyond what
-    /// [`Instant`] can represent.
-    #[inline]
-    fn to_instant(&self, ns: u64) -> Option<Instant> {
-        if ns == NEVER {
-            return None;
-        }
-        self.epoch.checked_add(Duration::from_nanos(ns))
+    fn after_ticks(&self, after: Duration) -> u64 {
+        self.now_ticks().saturating_add(duration_ticks(after))
     }
 
     /// Adds a timer that fires at `deadline` and returns its key.
     ///
     /// A deadline in the past (or exactly now) is due at the next
-    /// [`expire`](Self::expire). O(log n).
+    /// [`expire`](Self::expire). O(1) (see the costs above).
     ///
     /// # Panics
     ///
     /// Panics if the queue would hold more than `u32::MAX - 1` timers.
     #[track_caller]
-    pub fn register(&mut self, deadline: Instant, value: T) -> TimerKey {
-        let ns = self.to_ns(deadline);
-        self.register_ns(ns, value)
+    #[inline(always)]
+    pub fn register_at(&mut self, deadline: Instant, value: T) -> TimerKey {
+        let ticks = self.epoch.ticks(deadline);
+        self.register_ticks(ticks, value)
     }
 
     /// Adds a timer that fires `after` from now (by the queue's clock) and returns its
     /// key.
     ///
     /// A zero duration is due at the next [`expire`](Self::expire). A duration too large
-    /// to add to the current [`Instant`] (such as [`Duration::MAX`]) gives a timer that
-    /// never fires; it can still be updated or cancelled. O(log n).
+    /// to count in nanoseconds from the queue's creation (such as [`Duration::MAX`]) gives
+    /// a timer that never fires; it can still be updated or cancelled. O(1) (see the
+    /// costs above).
     ///
     /// # Panics
     ///
     /// Panics if the queue would hold more than `u32::MAX - 1` timers.
     #[track_caller]
+    #[inline]
     pub fn register_after(&mut self, after: Duration, value: T) -> TimerKey {
-        let ns = self.after_ns(after);
-        self.register_ns(ns, value)
+        let ticks = self.after_ticks(after);
+        self.register_ticks(ticks, value)
     }
 
     #[track_caller]
-    fn register_ns(&mut self, deadline: u64, value: T) -> TimerKey {
-        TimerKey(self.psq.insert(deadline, Timer { deadline, value }))
+    #[inline(always)]
+    fn register_ticks(&mut self, deadline: u64, value: T) -> TimerKey {
+        if self.next_tie == u32::MAX {
+            self.renumber_ties();
+        }
+        let tie = self.next_tie;
+        self.next_tie = tie + 1;
+        self.live += 1;
+        let (index, generation) = loop {
+            let index = self.free;
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                break (self.push_slot(deadline, tie, value), 0);
+            };
+            self.free = slot.deadline as u32;
+            if slot.generation == u32::MAX {
+                // Retired: left off the free list for good.
+                continue;
+            }
+            slot.generation += 1;
+            slot.deadline = deadline;
+            slot.tie = tie;
+            slot.value = Some(value);
+            let generation = slot.generation;
+            // Only a queue with vacant slots can hold dead entries: check here, not
+            // when every slot is taken.
+            self.compact_if_dirty();
+            break (index, generation);
+        };
+        self.file(heap::pack(deadline, tie, index));
+        TimerKey { index, generation }
+    }
+
+    /// A new slot for a timer, when none is vacant; returns its index.
+    #[track_caller]
+    #[inline]
+    fn push_slot(&mut self, deadline: u64, tie: u32, value: T) -> u32 {
+        let index = self.slots.len();
+        if index == self.slots.capacity() {
+            self.grow_slots();
+        }
+        self.slots.push(Slot {
+            deadline,
+            tie,
+            generation: 0,
+            value: Some(value),
+        });
+        index as u32
+    }
+
+    /// Makes room for more slots, within the bound on indices.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn grow_slots(&mut self) {
+        let len = self.slots.len();
+        assert!(
+            len < NIL as usize,
+            "TimerQueue: more than {} timers",
+            NIL - 1
+        );
+        // Double, as `Vec::push` would, but never past the last index.
+        let additional = len.max(4).min(NIL as usize - len);
+        self.slots.reserve(additional);
+    }
+
+    /// Files entry `e`: in the heap if it is due before the wheel's line, else in the
+    /// wheel. A timer that never fires is not filed.
+    #[inline(always)]
+    fn file(&mut self, e: u128) {
+        let d = heap::deadline(e);
+        if d >= self.wheel.elapsed() {
+            if d != NEVER {
+                self.wheel.insert(e);
+            }
+        } else {
+            self.heap.push(e);
+            // The wheel's line can run ahead of the clock (it moves to the next bucket
+            // when the heap is empty); then new timers land in the heap. Rebuild, with
+            // the line back at the clock, before the heap grows large with them. The
+            // limit at least doubles the heap a rebuild leaves (timers already due stay
+            // in the heap), so rebuilds stay amortised.
+            if self.heap.len() > self.heap_limit {
+                self.rebuild();
+            }
+        }
+    }
+
+    /// Entries filed, live or dead.
+    #[inline(always)]
+    fn entries(&self) -> usize {
+        self.heap.len() + self.wheel.len()
+    }
+
+    /// Rebuilds when dead entries outnumber live timers (plus 1/64 of the slab, so the
+    /// rebuild's bitmap of the slab is amortised over the cancels too).
+    #[inline(always)]
+    fn compact_if_dirty(&mut self) {
+        if self.entries() > 2 * self.live + 64 + (self.slots.len() >> 6) {
+            self.rebuild();
+        }
+    }
+
+    /// The slot of the live timer named by `key`.
+    #[inline]
+    fn slot(&self, key: TimerKey) -> Option<&Slot<T>> {
+        self.slots
+            .get(key.index as usize)
+            .filter(|s| s.generation == key.generation && s.value.is_some())
     }
 
     /// Moves the timer named by `key` to fire at `deadline`, earlier or later. Returns
     /// `false` (and does nothing) if the timer has already fired or been cancelled.
     ///
-    /// Moving later is O(1); moving earlier is O(log n). Equal deadlines keep firing in
-    /// registration order: an update does not move a timer behind others that share its
-    /// new deadline.
-    pub fn update(&mut self, key: TimerKey, deadline: Instant) -> bool {
-        let ns = self.to_ns(deadline);
-        self.update_ns(key, ns)
+    /// Moving later is O(1) and touches only the timer; moving earlier files one more
+    /// entry, O(1) like a registration. Equal
+    /// deadlines keep firing in registration order: an update does not move a timer
+    /// behind others that share its new deadline.
+    #[inline]
+    pub fn update_at(&mut self, key: TimerKey, deadline: Instant) -> bool {
+        let ticks = self.epoch.ticks(deadline);
+        self.update_ticks(key, ticks)
     }
 
     /// Moves the timer named by `key` to fire `after` from now, earlier or later; a
-    /// duration too large to add to the current [`Instant`] makes it never fire. Returns
-    /// `false` if the timer has already fired or been cancelled.
+    /// duration too large to count in nanoseconds from the queue's creation makes it
+    /// never fire. Returns `false` if the timer has already fired or been cancelled.
+    ///
+    /// Costs as for [`update_at`](Self::update_at).
+    #[inline]
     pub fn update_after(&mut self, key: TimerKey, after: Duration) -> bool {
-        let ns = self.after_ns(after);
-        self.update_ns(key, ns)
+        let ticks = self.after_ticks(after);
+        self.update_ticks(key, ticks)
     }
 
-    fn update_ns(&mut self, key: TimerKey, deadline: u64) -> bool {
-        let Some(timer) = self.psq.get_mut(key.0) else {
+    #[inline]
+    fn update_ticks(&mut self, key: TimerKey, deadline: u64) -> bool {
+        let Some(slot) = self.slots.get_mut(key.index as usize) else {
             return false;
         };
-        // The heap files every timer at or before its real deadline, so a deadline not
-        // earlier than the real one needs no heap access at all: store it and re-file
-        // the timer only if it reaches the front (`settle`). One slab access.
-        if deadline >= timer.deadline {
-            timer.deadline = deadline;
-            return true;
+        if slot.generation != key.generation || slot.value.is_none() {
+            return false;
         }
-        timer.deadline = deadline;
-        if let Some(&filed) = self.psq.priority(key.0) {
-            if deadline < filed {
-                self.psq.change_priority(key.0, deadline);
-            }
+        // Every timer is filed at or before its real deadline, so a deadline not earlier
+        // than the real one needs no heap access at all: the entry is re-filed when it
+        // reaches the top.
+        if deadline < slot.deadline {
+            let tie = slot.tie;
+            slot.deadline = deadline;
+            self.file_earlier(deadline, tie, key.index);
+        } else {
+            slot.deadline = deadline;
         }
         true
     }
 
+    /// Files one more entry for a timer moved earlier (the old one will be found dead or
+    /// re-filed when it surfaces). Out of line: the common update moves a timer later.
+    #[inline(never)]
+    fn file_earlier(&mut self, deadline: u64, tie: u32, index: u32) {
+        self.compact_if_dirty();
+        self.file(heap::pack(deadline, tie, index));
+    }
+
     /// Removes the timer named by `key` and returns its value, or `None` if it has
-    /// already fired or been cancelled. O(log n).
+    /// already fired or been cancelled. O(1): its heap entry is dropped later.
+    #[inline]
     pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
-        self.psq.remove(key.0).map(|(_, timer)| timer.value)
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        self.live -= 1;
+        slot.deadline = u64::from(self.free);
+        self.free = key.index;
+        Some(value)
     }
 
     /// Returns the deadline of the timer named by `key`, or `None` if it has fired or
@@ -219,37 +433,86 @@ impl<T, C: Clock> TimerQueue<T, C> {
     ///
     /// A deadline given before the queue was created reads as the creation time.
     pub fn deadline(&self, key: TimerKey) -> Option<Instant> {
-        let timer = self.psq.get(key.0)?;
-        self.to_instant(timer.deadline)
+        let slot = self.slot(key)?;
+        self.epoch.instant_at(slot.deadline)
     }
 
     /// Returns the value of the timer named by `key`, or `None` if it has fired or been
     /// cancelled.
     pub fn get(&self, key: TimerKey) -> Option<&T> {
-        self.psq.get(key.0).map(|timer| &timer.value)
+        self.slot(key)?.value.as_ref()
     }
 
     /// Returns a mutable reference to the value of the timer named by `key`, or `None`
     /// if it has fired or been cancelled.
     pub fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        self.psq.get_mut(key.0).map(|timer| &mut timer.value)
+        self.slots
+            .get_mut(key.index as usize)
+            .filter(|s| s.generation == key.generation)?
+            .value
+            .as_mut()
     }
 
-    /// Re-files entries moved later until the front of the heap is filed at its real
-    /// deadline, and returns that deadline and the front's key.
+    /// Drops dead entries and re-files moved timers at the top until the top entry is a
+    /// live timer filed at its real deadline; returns that deadline.
     #[inline]
-    fn settle(&mut self) -> Option<(u64, Key)> {
+    fn settle(&mut self) -> Option<u64> {
         loop {
-            let (key, &filed, timer) = self.psq.peek()?;
-            let real = timer.deadline;
-            if filed == real {
-                return Some((real, key));
+            let Some(top) = self.heap.peek() else {
+                let bucket = self.wheel.next_bucket()?;
+                self.pour(bucket);
+                continue;
+            };
+            match self.classify(top) {
+                Top::Due(at) => return Some(at),
+                Top::Dead => {
+                    self.heap.pop();
+                }
+                Top::Moved(e) => self.refile_top(e),
             }
-            debug_assert!(
-                filed < real,
-                "timer {key:?} filed at {filed} ns, after its deadline {real} ns"
-            );
-            self.psq.change_priority(key, real);
+        }
+    }
+
+    /// Files the heap's top again as `e`, its real (later) deadline.
+    #[inline]
+    fn refile_top(&mut self, e: u128) {
+        if heap::deadline(e) < self.wheel.elapsed() {
+            self.heap.replace_top(e);
+        } else {
+            self.heap.pop();
+            // A timer moved to never is left unfiled.
+            if heap::deadline(e) != NEVER {
+                self.wheel.insert(e);
+            }
+        }
+    }
+
+    /// Empties the wheel's earliest bucket into the heap or lower in the wheel.
+    #[inline(never)]
+    fn pour(&mut self, bucket: Bucket) {
+        let heap = &mut self.heap;
+        self.wheel.take(bucket, |e| heap.push(e));
+    }
+
+    /// What the top entry `e` is.
+    #[inline(always)]
+    fn classify(&self, e: u128) -> Top {
+        let index = heap::slot(e);
+        let tie = heap::tie(e);
+        let at = heap::deadline(e);
+        match self.slots.get(index as usize) {
+            Some(s) if s.tie == tie && s.value.is_some() => {
+                if at < s.deadline {
+                    Top::Moved(heap::pack(s.deadline, tie, index))
+                } else {
+                    debug_assert_eq!(
+                        at, s.deadline,
+                        "timer in slot {index} filed after its deadline"
+                    );
+                    Top::Due(at)
+                }
+            }
+            _ => Top::Dead,
         }
     }
 
@@ -257,110 +520,316 @@ impl<T, C: Clock> TimerQueue<T, C> {
     /// timer never fires).
     ///
     /// Exact even after deadlines were moved later; takes `&mut self` because it may
-    /// re-file such timers.
+    /// re-file such timers and drop cancelled ones.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        let (ns, _) = self.settle()?;
-        self.to_instant(ns)
+        let at = self.settle()?;
+        self.epoch.instant_at(at)
     }
 
-    /// Returns how long a poller may block, as seen at `now`: `None` if there is no
-    /// timer, or only timers that never fire (block indefinitely), [`Duration::ZERO`] if
-    /// a timer is due, and otherwise
-    /// the exact time until the earliest deadline, never less (a poller with a coarser
-    /// unit must round up).
-    pub fn timeout(&mut self, now: Instant) -> Option<Duration> {
-        let now_ns = self.now_ns(now);
-        let (ns, _) = self.settle()?;
-        if ns == NEVER {
-            None
-        } else {
-            Some(Duration::from_nanos(ns.saturating_sub(now_ns)))
+    /// Returns how long a poller may block, as seen now by the queue's clock: `None` if
+    /// there is no timer, or only timers that never fire (block indefinitely),
+    /// [`Duration::ZERO`] if a timer is due, and otherwise the exact time until the
+    /// earliest deadline, never less (a poller with a coarser unit must round up).
+    pub fn timeout(&mut self) -> Option<Duration> {
+        let at = self.settle()?;
+        if at == NEVER {
+            return None;
         }
+        Some(Duration::from_nanos(at.saturating_sub(self.now_ticks())))
     }
 
-    /// Returns an iterator that removes and yields every timer whose deadline is at or
-    /// before `now`, in deadline order, equal deadlines in registration order.
+    /// Returns an iterator that removes and yields, as `(key, deadline, value)`, every
+    /// timer whose deadline is at or before the clock's reading at this call, in deadline
+    /// order, equal deadlines in registration order.
     ///
-    /// The iterator is lazy: timers it did not reach (because it was dropped early) stay
-    /// in the queue. Each step is O(log n) amortised.
-    pub fn expire(&mut self, now: Instant) -> Expire<'_, T, C> {
-        let now_ns = self.now_ns(now);
-        Expire {
-            queue: self,
-            now_ns,
-        }
+    /// The clock is read once, here: a timer that falls due while the iterator runs waits
+    /// for the next `expire`. The iterator is lazy: timers it did not reach (because it
+    /// was dropped early) stay in the queue. Each step is amortised O(log h), h the timers
+    /// due in the same millisecond (see the costs above).
+    pub fn expire(&mut self) -> Expire<'_, T, C> {
+        let now = self.now_ticks();
+        Expire { queue: self, now }
     }
 
-    /// Returns the number of timers in the queue (never-firing ones included).
+    /// Returns the number of live timers (never-firing ones included). Exact: cancelled
+    /// timers whose heap entries are still queued do not count.
     pub fn len(&self) -> usize {
-        self.psq.len()
+        self.live
     }
 
     /// Returns `true` if the queue holds no timers.
     pub fn is_empty(&self) -> bool {
-        self.psq.is_empty()
+        self.live == 0
     }
 
-    /// Removes every timer; all keys become stale.
+    /// Removes every timer; all keys become stale. O(capacity).
     pub fn clear(&mut self) {
-        self.psq.clear();
+        self.heap.clear();
+        self.wheel.clear(usize::MAX);
+        self.live = 0;
+        self.next_tie = 0;
+        self.free = NIL;
+        for (index, slot) in self.slots.iter_mut().enumerate().rev() {
+            slot.value = None;
+            slot.deadline = u64::from(self.free);
+            self.free = index as u32;
+        }
     }
 
-    /// Removes every timer and returns them with their keys, in no particular order, so
-    /// the caller can drop each value on its own terms (an event manager drops each
-    /// callback under `catch_unwind`). All keys become stale.
+    /// Removes every timer and returns them with their keys, in no particular order, so the
+    /// caller can drop each value on its own terms (an event manager drops each callback
+    /// under `catch_unwind`). All keys become stale, as with [`clear`](Self::clear).
     pub fn drain(&mut self) -> Vec<(TimerKey, T)> {
-        let keys: Vec<Key> = self.psq.iter().map(|(k, _, _)| k).collect();
-        keys.into_iter()
-            .filter_map(|k| self.psq.remove(k).map(|(_, t)| (TimerKey(k), t.value)))
-            .collect()
+        let mut out = Vec::with_capacity(self.live);
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(value) = slot.value.take() {
+                let key = TimerKey {
+                    index: index as u32,
+                    generation: slot.generation,
+                };
+                out.push((key, value));
+            }
+        }
+        self.clear();
+        out
     }
 
-    /// Checks the underlying priority search queue and the lazy-filing invariant
-    /// (no timer filed after its real deadline). For tests.
+    /// Files every live timer once, at its real deadline: drops every dead entry and
+    /// duplicate, and puts the wheel's line back at the clock. O(entries + slab / 64).
+    #[cold]
+    #[inline(never)]
+    fn rebuild(&mut self) {
+        let slots = &self.slots;
+        // A timer moved earlier can have several live entries: keep the first one seen.
+        let mut seen = vec![0u64; slots.len().div_ceil(64)];
+        let mut live = Vec::with_capacity(self.live);
+        let mut keep = |e: u128| {
+            let index = heap::slot(e);
+            let Some(s) = slots.get(index as usize) else {
+                return;
+            };
+            if s.tie != heap::tie(e) || s.value.is_none() || s.deadline == NEVER {
+                return;
+            }
+            let bit = 1u64 << (index % 64);
+            if let Some(word) = seen.get_mut(index as usize / 64) {
+                if *word & bit == 0 {
+                    *word |= bit;
+                    live.push(heap::pack(s.deadline, s.tie, index));
+                }
+            }
+        };
+        self.heap.entries().iter().copied().for_each(&mut keep);
+        self.wheel.entries().for_each(&mut keep);
+        self.heap.clear();
+        self.wheel.clear(live.len());
+        let now = self.now_ticks();
+        self.wheel.rewind(now);
+        let elapsed = self.wheel.elapsed();
+        let mut near = Vec::new();
+        for e in live {
+            if heap::deadline(e) < elapsed {
+                near.push(e);
+            } else {
+                self.wheel.insert(e);
+            }
+        }
+        self.heap.assign(near);
+        self.heap.shrink();
+        self.heap_limit = (64 + self.live / 4).max(2 * self.heap.len());
+    }
+
+    /// Renumbers the live timers' ties `0..len`, keeping their order, so the counter can
+    /// go on. Runs once per 2³² - 1 registrations at most.
+    #[cold]
+    #[inline(never)]
+    fn renumber_ties(&mut self) {
+        self.rebuild();
+        // One entry per live timer now; rank them by tie.
+        let mut ties: Vec<u32> = self
+            .heap
+            .entries()
+            .iter()
+            .copied()
+            .chain(self.wheel.entries())
+            .map(heap::tie)
+            .collect();
+        ties.sort_unstable();
+        let rank = |tie: u32| ties.binary_search(&tie).map_or(0, |r| r as u32);
+        let rerank = |e: u128| heap::pack(heap::deadline(e), rank(heap::tie(e)), heap::slot(e));
+        self.heap.remap(rerank);
+        self.wheel.remap(rerank);
+        for s in self.slots.iter_mut().filter(|s| s.value.is_some()) {
+            s.tie = rank(s.tie);
+        }
+        self.next_tie = self.live as u32;
+    }
+
+    /// Checks the heap order, the count of live timers, the free list, and that every
+    /// live timer has a live entry filed at or before its deadline. For tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
-        self.psq.check_invariants()?;
-        for (key, &filed, timer) in self.psq.iter() {
-            if filed > timer.deadline {
+        self.heap.check()?;
+        self.wheel.check()?;
+        if let Some(&late) = self
+            .heap
+            .entries()
+            .iter()
+            .find(|&&e| heap::deadline(e) >= self.wheel.elapsed())
+        {
+            return Err(format!(
+                "heap entry due at {} is not before the wheel's line {}",
+                heap::deadline(late),
+                self.wheel.elapsed()
+            ));
+        }
+        let occupied = self.slots.iter().filter(|s| s.value.is_some()).count();
+        if occupied != self.live {
+            return Err(format!(
+                "{occupied} occupied slots, live count {}",
+                self.live
+            ));
+        }
+        let mut filed = vec![false; self.slots.len()];
+        for e in self
+            .heap
+            .entries()
+            .iter()
+            .copied()
+            .chain(self.wheel.entries())
+        {
+            let index = heap::slot(e) as usize;
+            let s = self
+                .slots
+                .get(index)
+                .ok_or_else(|| format!("heap entry names slot {index} out of range"))?;
+            if s.value.is_some() && s.tie == heap::tie(e) && heap::deadline(e) <= s.deadline {
+                filed[index] = true;
+            }
+        }
+        for (index, s) in self.slots.iter().enumerate() {
+            if s.value.is_some() && s.deadline != NEVER && !filed[index] {
                 return Err(format!(
-                    "timer {key:?} filed at {filed} ns, after its deadline {} ns",
-                    timer.deadline
+                    "timer in slot {index} has no entry at or before its deadline {}",
+                    s.deadline
+                ));
+            }
+        }
+        let mut listed = vec![false; self.slots.len()];
+        let mut next = self.free;
+        while next != NIL {
+            let s = self
+                .slots
+                .get(next as usize)
+                .ok_or_else(|| format!("free list names slot {next} out of range"))?;
+            if s.value.is_some() {
+                return Err(format!("free list names occupied slot {next}"));
+            }
+            if std::mem::replace(&mut listed[next as usize], true) {
+                return Err("free list has a cycle".into());
+            }
+            next = s.deadline as u32;
+        }
+        // A vacant slot off the free list must be retired.
+        for (index, s) in self.slots.iter().enumerate() {
+            if s.value.is_none() && !listed[index] && s.generation != u32::MAX {
+                return Err(format!(
+                    "vacant slot {index} is lost: not free, not retired"
                 ));
             }
         }
         Ok(())
     }
+
+    /// How many entries the queue has allocated room for: (heap entries, slots). For
+    /// tests that bound memory.
+    #[doc(hidden)]
+    pub fn allocated_entries(&self) -> (usize, usize) {
+        (
+            self.heap.capacity() + self.wheel.capacity(),
+            self.slots.capacity(),
+        )
+    }
+
+    /// How many heap entries are queued, live and dead. For tests.
+    #[doc(hidden)]
+    pub fn queued_entries(&self) -> usize {
+        self.entries()
+    }
+}
+
+/// What the top entry of the heap is.
+enum Top {
+    /// A live timer filed at its real deadline.
+    Due(u64),
+    /// A cancelled or fired timer's entry, or a duplicate.
+    Dead,
+    /// A live timer filed before its real deadline; the entry to re-file it under.
+    Moved(u128),
 }
 
 impl<T: fmt::Debug, C: Clock + fmt::Debug> fmt::Debug for TimerQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimerQueue")
             .field("clock", &self.clock)
-            .field("epoch", &self.epoch)
-            .field("len", &self.psq.len())
+            .field("epoch", &self.epoch.instant())
+            .field("len", &self.live)
             .finish_non_exhaustive()
     }
 }
 
 /// Iterator returned by [`TimerQueue::expire`]: removes and yields due timers in
-/// deadline order.
+/// deadline order, as `(key, deadline, value)`.
 pub struct Expire<'a, T, C: Clock = MonotonicClock> {
     queue: &'a mut TimerQueue<T, C>,
-    now_ns: u64,
+    /// The clock's reading in ticks when `expire` was called.
+    now: u64,
 }
 
 impl<T, C: Clock> Iterator for Expire<'_, T, C> {
-    type Item = (TimerKey, T);
+    type Item = (TimerKey, Instant, T);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (deadline, _) = self.queue.settle()?;
-        if deadline > self.now_ns {
-            return None;
+        let q = &mut *self.queue;
+        loop {
+            let Some(top) = q.heap.peek() else {
+                // Every wheel entry is after every heap entry: pour the earliest bucket
+                // in if it may hold a due timer.
+                let bucket = q.wheel.next_bucket()?;
+                if bucket.start() > self.now {
+                    return None;
+                }
+                q.pour(bucket);
+                continue;
+            };
+            let at = heap::deadline(top);
+            if at > self.now {
+                return None;
+            }
+            match q.classify(top) {
+                Top::Dead => {
+                    q.heap.pop();
+                }
+                Top::Moved(e) => q.refile_top(e),
+                Top::Due(_) => {
+                    q.heap.pop();
+                    let index = heap::slot(top);
+                    let slot = q.slots.get_mut(index as usize)?;
+                    let value = slot.value.take()?;
+                    let key = TimerKey {
+                        index,
+                        generation: slot.generation,
+                    };
+                    q.live -= 1;
+                    slot.deadline = u64::from(q.free);
+                    q.free = index;
+                    // A due deadline is at most the clock's reading, an `Instant`.
+                    let deadline = q.epoch.instant_at(at).unwrap_or(q.epoch.instant());
+                    return Some((key, deadline, value));
+                }
+            }
         }
-        let (key, _, timer) = self.queue.psq.pop()?;
-        Some((TimerKey(key), timer.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -373,8 +842,90 @@ impl<T, C: Clock> FusedIterator for Expire<'_, T, C> {}
 impl<T, C: Clock> fmt::Debug for Expire<'_, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Expire")
-            .field("now_ns", &self.now_ns)
+            .field("now_ticks", &self.now)
             .field("len", &self.queue.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn ties_stay_in_registration_order_across_a_tie_counter_wrap() {
+        let clock = ManualClock::new();
+        let mut q = TimerQueue::with_clock(clock.clone());
+        q.next_tie = u32::MAX - 3;
+        let keys: Vec<_> = (0..8)
+            .map(|i| q.register_after(Duration::from_millis(i % 2), i))
+            .collect();
+        let dead = q.register_after(Duration::ZERO, 99);
+        q.cancel(dead);
+        q.update_after(keys[0], Duration::from_millis(1));
+        q.update_after(keys[0], Duration::ZERO);
+        assert_eq!(q.check_invariants(), Ok(()));
+        assert!(q.next_tie < 20, "the counter was renumbered");
+        clock.advance(Duration::from_millis(1));
+        let fired: Vec<_> = q.expire().map(|(_, _, v)| v).collect();
+        assert_eq!(fired, [0, 2, 4, 6, 1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_one_entry_per_timer() {
+        let clock = ManualClock::new();
+        let mut q = TimerQueue::with_clock(clock.clone());
+        let a = q.register_after(Duration::from_secs(10), 'a');
+        let b = q.register_after(Duration::from_secs(20), 'b');
+        // Earlier twice: two more entries for `a`; later, then earlier: one more for `b`.
+        q.update_after(a, Duration::from_secs(5));
+        q.update_after(a, Duration::from_secs(3));
+        q.update_after(b, Duration::from_secs(30));
+        q.update_after(b, Duration::from_secs(25));
+        let gone = q.register_after(Duration::from_secs(1), 'x');
+        q.cancel(gone);
+        assert_eq!(q.queued_entries(), 6);
+        q.rebuild();
+        assert_eq!(q.queued_entries(), 2);
+        assert_eq!(q.check_invariants(), Ok(()));
+        clock.advance(Duration::from_secs(25));
+        let fired: Vec<_> = q.expire().map(|(_, _, v)| v).collect();
+        assert_eq!(fired, ['a', 'b']);
+    }
+
+    #[test]
+    fn a_slot_whose_generation_is_spent_is_retired() {
+        let mut q = TimerQueue::with_clock(ManualClock::new());
+        let a = q.register_after(Duration::ZERO, 1);
+        q.slots[a.index as usize].generation = u32::MAX;
+        let a = TimerKey {
+            generation: u32::MAX,
+            ..a
+        };
+        assert_eq!(q.cancel(a), Some(1));
+        let b = q.register_after(Duration::ZERO, 2);
+        assert_ne!(b.index, a.index, "a retired slot was reused");
+        assert_eq!(q.cancel(a), None);
+        assert_eq!(q.check_invariants(), Ok(()));
+        q.clear();
+        assert_eq!(q.check_invariants(), Ok(()));
+        let c = q.register_after(Duration::ZERO, 3);
+        assert_ne!(c.index, a.index);
+    }
+
+    #[test]
+    fn a_timer_costs_one_heap_entry_and_one_slot() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<u128>(), 16);
+        // deadline, tie, generation, value, no padding: 32 bytes on 64-bit targets
+        // (16 + a 16-byte Option<u64>), 28 on i686 (16 + 12, u64 aligned to 4).
+        assert_eq!(size_of::<Slot<u64>>(), 8 + 4 + 4 + size_of::<Option<u64>>());
+        assert!(size_of::<Slot<u64>>() <= 32);
+        // A boxed callback (the manager's value) has a niche, no tag: 24 + two pointers.
+        assert_eq!(
+            size_of::<Slot<Box<dyn FnOnce()>>>(),
+            16 + 2 * size_of::<usize>()
+        );
     }
 }

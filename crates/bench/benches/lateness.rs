@@ -1,0 +1,235 @@
+//! Timer lateness end to end: how long after its deadline a timeout's callback runs.
+//!
+//! One thread registers `N` timers (2,000 by default) with delays uniform in 1–20 ms, one
+//! every 200 µs, so about a hundred are in flight at any time and the loop keeps
+//! re-arming its blocking wait for the earliest; each callback records how late it ran
+//! (now − (registration time + delay), so the registration call itself counts against
+//! ioman). Side by side:
+//!
+//! - `ioman`: [`ioman::EventManager::register_timeout`] from the registering thread, the
+//!   loop on its own thread ([`run`](ioman::EventManager::run));
+//! - `tokio`: `tokio::time::sleep_until(deadline)` in a task per timer on a
+//!   current-thread runtime on its own thread (tokio's timer wheel, 1 ms ticks: deadlines
+//!   are rounded up to the next millisecond);
+//! - `thread::sleep`: one thread sleeping through each delay in turn: the kernel's own
+//!   lateness, the floor for any user-space timer.
+//!
+//! Each runs twice: with the kernel's default timer slack for the waiting thread (50 µs on
+//! Linux: the kernel may fire a timer up to that much late to batch wakeups), and with
+//! the slack set to 1 ns on that thread (`prctl(PR_SET_TIMERSLACK, 1)`, Linux only).
+//! Nothing here is a criterion benchmark: it prints a table of p50, p99 and max lateness.
+//!
+//! Run: `cargo bench -p ioman-bench --bench lateness` (`IOMAN_BENCH_LATENESS_N=5000` for
+//! more timers). Lateness depends on the machine's load: run it on a quiet machine.
+#![allow(missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ioman::EventManager;
+
+/// Gap between registrations.
+const GAP: Duration = Duration::from_micros(200);
+
+/// xorshift64*: the same delays for every contender.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn delays(n: usize) -> Vec<Duration> {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    (0..n)
+        .map(|_| Duration::from_micros(1_000 + rng.next() % 19_000))
+        .collect()
+}
+
+/// Sets the calling thread's timer slack to `ns` nanoseconds; returns the slack before.
+#[cfg(target_os = "linux")]
+fn set_timer_slack(ns: u64) -> u64 {
+    // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take no pointers; they read and
+    // write the calling thread's timer slack and nothing else.
+    unsafe {
+        let old = libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0);
+        old.max(0) as u64
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_timer_slack(_ns: u64) -> u64 {
+    0
+}
+
+/// Lateness samples in nanoseconds, one per timer.
+#[derive(Default)]
+struct Samples {
+    late: Mutex<Vec<i64>>,
+    done: AtomicUsize,
+}
+
+impl Samples {
+    fn record(&self, deadline: Instant) {
+        let now = Instant::now();
+        let late = match now.checked_duration_since(deadline) {
+            Some(d) => d.as_nanos() as i64,
+            None => -(deadline.duration_since(now).as_nanos() as i64),
+        };
+        self.late.lock().expect("samples").push(late);
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn wait_for(&self, n: usize) {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while self.done.load(Ordering::SeqCst) < n && Instant::now() < give_up {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// p50, p99, max, and how many fired early, in microseconds.
+fn summary(samples: &Samples) -> (f64, f64, f64, usize, usize) {
+    let mut v = samples.late.lock().expect("samples").clone();
+    v.sort_unstable();
+    let us = |ns: i64| ns as f64 / 1_000.0;
+    let at = |q: f64| us(v[((v.len() - 1) as f64 * q) as usize]);
+    let early = v.iter().filter(|&&l| l < 0).count();
+    (
+        at(0.5),
+        at(0.99),
+        us(*v.last().unwrap_or(&0)),
+        early,
+        v.len(),
+    )
+}
+
+fn ioman(delays: &[Duration], slack: Option<u64>) -> Samples {
+    let mgr = Arc::new(EventManager::new().expect("manager"));
+    let samples = Arc::new(Samples::default());
+    let looper = {
+        let mgr = Arc::clone(&mgr);
+        thread::spawn(move || {
+            if let Some(ns) = slack {
+                set_timer_slack(ns);
+            }
+            mgr.run()
+        })
+    };
+    // Let the loop block once before the first registration.
+    thread::sleep(Duration::from_millis(5));
+    for &after in delays {
+        let s = Arc::clone(&samples);
+        let deadline = Instant::now() + after;
+        mgr.register_timeout(after, move |_| s.record(deadline))
+            .expect("register");
+        thread::sleep(GAP);
+    }
+    samples.wait_for(delays.len());
+    mgr.shutdown();
+    looper.join().expect("loop thread").expect("loop");
+    Arc::try_unwrap(samples).unwrap_or_default()
+}
+
+fn tokio(delays: &[Duration], slack: Option<u64>) -> Samples {
+    let samples = Arc::new(Samples::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let runner = {
+        let samples = Arc::clone(&samples);
+        thread::spawn(move || {
+            if let Some(ns) = slack {
+                set_timer_slack(ns);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                while let Some(deadline) = rx.recv().await {
+                    let s = Arc::clone(&samples);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(deadline.into()).await;
+                        s.record(deadline);
+                    });
+                }
+                // Sender gone: let the last sleeps finish.
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            });
+        })
+    };
+    thread::sleep(Duration::from_millis(5));
+    for &after in delays {
+        tx.send(Instant::now() + after).expect("send");
+        thread::sleep(GAP);
+    }
+    samples.wait_for(delays.len());
+    drop(tx);
+    runner.join().expect("runtime thread");
+    Arc::try_unwrap(samples).unwrap_or_default()
+}
+
+fn sleeper(delays: &[Duration], slack: Option<u64>) -> Samples {
+    let samples = Arc::new(Samples::default());
+    let s = Arc::clone(&samples);
+    // Sleeping through every delay takes ~20 ms a timer: a sample of 200 is enough.
+    let delays: Vec<Duration> = delays.iter().copied().take(200).collect();
+    thread::spawn(move || {
+        if let Some(ns) = slack {
+            set_timer_slack(ns);
+        }
+        for after in delays {
+            let deadline = Instant::now() + after;
+            thread::sleep(after);
+            s.record(deadline);
+        }
+    })
+    .join()
+    .expect("sleeper");
+    Arc::try_unwrap(samples).unwrap_or_default()
+}
+
+fn main() {
+    let n = std::env::var("IOMAN_BENCH_LATENESS_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    // `cargo bench` passes `--bench`; a name filter is the first other argument.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let delays = delays(n);
+    let default_slack = thread::spawn(|| {
+        let old = set_timer_slack(50_000);
+        set_timer_slack(old);
+        old
+    })
+    .join()
+    .unwrap_or(0);
+    println!(
+        "timer lateness, µs ({n} timers, 1–20 ms, one registered every {} µs; default timer slack {} µs)",
+        GAP.as_micros(),
+        default_slack as f64 / 1_000.0
+    );
+    println!("| contender | slack | p50 | p99 | max | early | timers |");
+    println!("|---|---|---|---|---|---|---|");
+    type Run = fn(&[Duration], Option<u64>) -> Samples;
+    let contenders: [(&str, Run); 3] = [
+        ("ioman", ioman),
+        ("tokio", tokio),
+        ("thread::sleep", sleeper),
+    ];
+    for (name, run) in contenders {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        for (label, slack) in [("default", None), ("1 ns", Some(1))] {
+            let (p50, p99, max, early, len) = summary(&run(&delays, slack));
+            println!("| {name} | {label} | {p50:.1} | {p99:.1} | {max:.1} | {early} | {len} |");
+        }
+    }
+}
