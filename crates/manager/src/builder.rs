@@ -120,6 +120,7 @@ impl<B: Backend + 'static> Builder<B> {
             backend,
             table: Table::new(),
             sleep: crate::timeouts::Sleep::new(self.clock.now()),
+            clock: Arc::clone(&self.clock),
             timers: Mutex::new(TimerQueue::with_clock(self.clock)),
             wakeup,
             shut_down: AtomicBool::new(false),

@@ -13,15 +13,13 @@ use ioman_timers::TimerKey;
 use crate::panic::Origin;
 use crate::sync::{lock, AtomicU64, MutexGuard, Ordering};
 use crate::table::{mask, Follow, STRIPES};
-use crate::{
-    shut_down, EventManager, FdCallback, FdKey, Lifetime, Stats, TimeoutCallback, TimeoutKey,
-};
+use crate::{shut_down, EventManager, FdCallback, FdKey, Lifetime, Stats, TimeoutKey};
 
 /// What only the thread inside the loop touches; its lock is also what makes a second
 /// concurrent loop an error.
 pub(crate) struct LoopState<B: Backend + 'static> {
     events: Events,
-    due: Vec<(TimerKey, TimeoutCallback<B>)>,
+    due: Vec<(TimerKey, crate::timeouts::Timeout<B>)>,
 }
 
 impl<B: Backend + 'static> LoopState<B> {
@@ -365,13 +363,13 @@ impl<B: Backend + 'static> EventManager<B> {
             }
         }
         self.expire_into(&mut ls.due);
-        for (key, cb) in ls.due.drain(..) {
+        for (key, timeout) in ls.due.drain(..) {
             bump(&self.counters.timeout_callbacks);
             let key = TimeoutKey {
                 manager: self.id,
                 key,
             };
-            self.contain(Origin::Timeout(key), || cb(self));
+            self.fire_timeout(key, timeout);
             ran += 1;
         }
         Ok(ran)

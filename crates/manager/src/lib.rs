@@ -330,7 +330,9 @@ pub struct EventManager<B: Backend + 'static = DefaultBackend> {
     backend: B,
     caps: ioman_poll::Capabilities,
     table: Table<B>,
-    timers: Mutex<TimerQueue<TimeoutCallback<B>, std::sync::Arc<dyn Clock>>>,
+    timers: Mutex<TimerQueue<timeouts::Timeout<B>, std::sync::Arc<dyn Clock>>>,
+    /// The timer queue's clock, read without its lock.
+    clock: std::sync::Arc<dyn Clock>,
     /// Until when the loop blocks in its poll: see `timeouts::Sleep`.
     sleep: timeouts::Sleep,
     wakeup: Wakeup,
@@ -412,7 +414,7 @@ impl<B: Backend + 'static> EventManager<B> {
 
     /// The clock the manager's timeouts run on.
     pub fn now(&self) -> std::time::Instant {
-        lock(&self.timers).now()
+        self.clock.now()
     }
 
     /// Wakes the loop if it is blocked, so it looks again at its timeouts and state (for

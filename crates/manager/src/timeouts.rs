@@ -2,6 +2,7 @@
 //! is due). The loop is woken only by a new deadline earlier than the one it blocks until.
 
 use std::io;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use ioman_poll::Backend;
@@ -41,6 +42,12 @@ impl Sleep {
         u64::try_from(ns).map_or(FOREVER - 1, |ns| ns.saturating_add(1).min(FOREVER - 1))
     }
 
+    /// Whether the loop is blocked in its poll (or about to block) until some time.
+    #[inline]
+    fn is_blocked(&self) -> bool {
+        self.until.load(Ordering::SeqCst) != AWAKE
+    }
+
     /// Whether a timer due at `deadline` must wake the loop. Call under the timer lock.
     fn wakes(&self, deadline: Option<Instant>) -> bool {
         match deadline {
@@ -65,6 +72,20 @@ impl Sleep {
     }
 }
 
+/// What a timeout does when it fires: call a callback, or wake a task (an async timer,
+/// with no allocation).
+pub(crate) enum Timeout<B: Backend + 'static> {
+    Call(crate::TimeoutCallback<B>),
+    Wake(Waker),
+}
+
+/// When a timeout is due: at an instant, or after a duration from the queue's clock.
+#[derive(Clone, Copy)]
+enum When {
+    At(Instant),
+    After(Duration),
+}
+
 impl<B: Backend + 'static> EventManager<B> {
     /// Registers `callback` to run once on the loop thread after `after` (GHC's
     /// `registerTimeout`).
@@ -80,8 +101,7 @@ impl<B: Backend + 'static> EventManager<B> {
     where
         F: FnOnce(&EventManager<B>) + Send + 'static,
     {
-        let at = self.now().checked_add(after);
-        self.register_timeout_inner(at, Box::new(callback))
+        self.register_inner(When::After(after), Timeout::Call(Box::new(callback)))
     }
 
     /// Registers `callback` to run once on the loop thread at `deadline` on the manager's
@@ -96,26 +116,52 @@ impl<B: Backend + 'static> EventManager<B> {
     where
         F: FnOnce(&EventManager<B>) + Send + 'static,
     {
-        self.register_timeout_inner(Some(deadline), Box::new(callback))
+        self.register_inner(When::At(deadline), Timeout::Call(Box::new(callback)))
     }
 
-    /// `None`: never fires.
-    fn register_timeout_inner(
-        &self,
-        deadline: Option<Instant>,
-        callback: crate::TimeoutCallback<B>,
-    ) -> io::Result<TimeoutKey> {
+    /// Registers a timeout that wakes `waker` at `deadline` on the manager's clock: the
+    /// timer of an async runtime, with no allocation (the waker is stored in the queue, not
+    /// boxed in a callback). [`update_timeout_at`](Self::update_timeout_at) and
+    /// [`unregister_timeout`](Self::unregister_timeout) work on its key as on any other;
+    /// [`set_timeout_waker`](Self::set_timeout_waker) replaces the waker when the future is
+    /// polled by another task.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutDown`](crate::ShutDown) after [`shutdown`](Self::shutdown).
+    pub fn register_waker_at(&self, deadline: Instant, waker: &Waker) -> io::Result<TimeoutKey> {
+        self.register_inner(When::At(deadline), Timeout::Wake(waker.clone()))
+    }
+
+    /// Replaces the waker of a timeout made by [`register_waker_at`](Self::register_waker_at)
+    /// (a no-op when it would wake the same task). Returns `false` when the key is unknown
+    /// (fired, unregistered, another manager's) or names a callback timeout.
+    pub fn set_timeout_waker(&self, key: TimeoutKey, waker: &Waker) -> bool {
+        if key.manager != self.id {
+            return false;
+        }
+        let old = match lock(&self.timers).get_mut(key.key) {
+            Some(Timeout::Wake(w)) if w.will_wake(waker) => return true,
+            Some(Timeout::Wake(w)) => std::mem::replace(w, waker.clone()),
+            _ => return false,
+        };
+        // Dropped outside the lock: a waker's drop is the executor's code.
+        self.drop_contained(Origin::TimeoutDrop(key), old);
+        true
+    }
+
+    fn register_inner(&self, when: When, timeout: Timeout<B>) -> io::Result<TimeoutKey> {
         let mut timers = lock(&self.timers);
         if let Err(e) = self.check_live() {
             drop(timers);
-            self.drop_contained(Origin::Refused, callback);
+            self.drop_contained(Origin::Refused, timeout);
             return Err(e);
         }
-        let key = match deadline {
-            Some(d) => timers.register_at(d, callback),
-            None => timers.register_after(Duration::MAX, callback),
+        let key = match when {
+            When::At(d) => timers.register_at(d, timeout),
+            When::After(d) => timers.register_after(d, timeout),
         };
-        let wake = self.sleep.wakes(deadline);
+        let wake = self.sleep.is_blocked() && self.sleep.wakes(timers.deadline(key));
         drop(timers);
         if wake {
             self.wake();
@@ -131,28 +177,31 @@ impl<B: Backend + 'static> EventManager<B> {
     /// and never wakes the loop; the loop is woken only when the new deadline is earlier than
     /// the one it is blocked until.
     pub fn update_timeout(&self, key: TimeoutKey, after: Duration) -> bool {
-        self.update_timeout_inner(key, self.now().checked_add(after))
+        self.update_inner(key, When::After(after))
     }
 
     /// Moves a timeout to `deadline` on the manager's clock; as
     /// [`update_timeout`](Self::update_timeout).
     pub fn update_timeout_at(&self, key: TimeoutKey, deadline: Instant) -> bool {
-        self.update_timeout_inner(key, Some(deadline))
+        self.update_inner(key, When::At(deadline))
     }
 
-    fn update_timeout_inner(&self, key: TimeoutKey, deadline: Option<Instant>) -> bool {
+    fn update_inner(&self, key: TimeoutKey, when: When) -> bool {
         if key.manager != self.id {
             return false;
         }
         let mut timers = lock(&self.timers);
-        let updated = match deadline {
-            Some(d) => timers.update_at(key.key, d),
-            None => timers.update_after(key.key, Duration::MAX),
+        let updated = match when {
+            When::At(d) => timers.update_at(key.key, d),
+            When::After(d) => timers.update_after(key.key, d),
         };
         if !updated {
             return false;
         }
-        let wake = self.sleep.wakes(deadline);
+        // Only a loop blocked until later than the new deadline needs a wake: while it is
+        // awake (the usual case: a callback pushing its connection's idle timeout) this is
+        // one atomic load.
+        let wake = self.sleep.is_blocked() && self.sleep.wakes(timers.deadline(key.key));
         drop(timers);
         if wake {
             self.wake();
@@ -175,6 +224,14 @@ impl<B: Backend + 'static> EventManager<B> {
             }
             None => false,
         }
+    }
+
+    /// Runs a timeout that fired (on the loop thread), contained.
+    pub(crate) fn fire_timeout(&self, key: TimeoutKey, timeout: Timeout<B>) {
+        match timeout {
+            Timeout::Call(cb) => self.contain(Origin::Timeout(key), || cb(self)),
+            Timeout::Wake(w) => self.contain(Origin::Timeout(key), || w.wake()),
+        };
     }
 
     /// How long the loop may block: until the earliest timeout, at most `max_wait` (`None`:
@@ -200,10 +257,7 @@ impl<B: Backend + 'static> EventManager<B> {
     }
 
     /// Takes the due timeouts out of the queue, to run outside the lock.
-    pub(crate) fn expire_into(
-        &self,
-        due: &mut Vec<(ioman_timers::TimerKey, crate::TimeoutCallback<B>)>,
-    ) {
+    pub(crate) fn expire_into(&self, due: &mut Vec<(ioman_timers::TimerKey, Timeout<B>)>) {
         due.extend(lock(&self.timers).expire().map(|(key, _, cb)| (key, cb)));
     }
 }

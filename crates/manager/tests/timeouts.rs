@@ -169,7 +169,49 @@ fn blocked_loop_sees_new_timeout<B: Backend + 'static>(
     h.join()
 }
 
+/// A waker timeout wakes its task at its deadline, not before; its waker can be replaced;
+/// cancelled, it is dropped without waking.
+fn waker_timeouts<B: Backend + 'static>(make: fn() -> io::Result<B>) -> io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (m, clock) = util::manual(make)?;
+    let (a, b) = (
+        Arc::new(Count(AtomicUsize::new(0))),
+        Arc::new(Count(AtomicUsize::new(0))),
+    );
+    let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+    let t = m.register_waker_at(m.now() + Duration::from_secs(1), &wa)?;
+    step(&m)?;
+    assert_eq!(a.0.load(Ordering::SeqCst), 0, "not before its deadline");
+    assert!(m.set_timeout_waker(t, &wa), "the same task: kept");
+    assert!(m.set_timeout_waker(t, &wb), "another task: replaced");
+    assert_eq!(Arc::strong_count(&a), 2, "the old waker was dropped");
+    clock.advance(Duration::from_secs(1));
+    step(&m)?;
+    assert_eq!(
+        (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+        (0, 1)
+    );
+    assert!(!m.set_timeout_waker(t, &wa), "fired: unknown");
+    let c = m.register_waker_at(m.now() + Duration::from_secs(1), &wa)?;
+    assert!(m.unregister_timeout(c));
+    assert_eq!(Arc::strong_count(&a), 2, "cancelled: its waker dropped");
+    let cb = m.register_timeout(Duration::from_secs(1), |_| {})?;
+    assert!(
+        !m.set_timeout_waker(cb, &wa),
+        "a callback timeout has no waker"
+    );
+    Ok(())
+}
+
 for_each_backend!(
+    waker_timeouts,
     fire_in_order_at_deadline,
     update_and_cancel,
     zero_and_huge,
