@@ -243,9 +243,11 @@ impl<B: Backend + 'static> EventManager<B> {
         // One reading of the clock for both the wait and the recorded wake-up time, so the
         // loop never wakes later than it recorded (a registration relies on that).
         let now = timers.now();
-        let timer_wait = timers
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(now));
+        // The queue's lower bound, not its exact next deadline: finding that would re-file
+        // every timer moved later since it was filed (every connection's idle timeout,
+        // pushed at each message) at every poll. Waking at the bound finds nothing due at
+        // worst, once per timer per timeout period.
+        let timer_wait = timers.next_wake().map(|d| d.saturating_duration_since(now));
         let wait = match (timer_wait, max_wait) {
             _ if self.is_shut_down() => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -526,6 +526,23 @@ impl<T, C: Clock> TimerQueue<T, C> {
         self.epoch.instant_at(at)
     }
 
+    /// Returns a time at which a poller should look at the queue again: never later than
+    /// [`next_deadline`](Self::next_deadline), and `None` only when there is no timer that
+    /// can fire. O(1) and read-only: unlike `next_deadline` it files nothing again, so it
+    /// may be earlier than the real next deadline (when the earliest timers were moved later
+    /// since they were filed, or sit in a coarse wheel bucket that starts before them); a
+    /// poller that wakes then calls [`expire`](Self::expire), finds nothing due, and asks
+    /// again. This is what an event loop should block until: a queue whose timers are
+    /// pushed later at every message (idle timeouts) pays the re-filing once per timer per
+    /// timeout period, not once per poll.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let ticks = match self.heap.peek() {
+            Some(top) => heap::deadline(top),
+            None => self.wheel.next_bucket()?.start(),
+        };
+        self.epoch.instant_at(ticks)
+    }
+
     /// Returns how long a poller may block, as seen now by the queue's clock: `None` if
     /// there is no timer, or only timers that never fire (block indefinitely),
     /// [`Duration::ZERO`] if a timer is due, and otherwise the exact time until the

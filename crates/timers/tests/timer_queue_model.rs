@@ -228,6 +228,16 @@ fn run(ops: Vec<Op>) -> TestResult {
             }
             Op::NextDeadline => {
                 let want = live.iter().filter_map(|l| l.deadline).min();
+                // The poller's lower bound: never after the real next deadline, and there
+                // whenever a timer can fire.
+                let wake = q.next_wake();
+                match (wake, want) {
+                    (Some(w), Some(d)) if w > d => {
+                        return TestResult::error(format!("next_wake {w:?} after {d:?}"))
+                    }
+                    (None, Some(_)) => return TestResult::error("next_wake None, a timer due"),
+                    _ => {}
+                }
                 if q.next_deadline() != want {
                     return TestResult::error("next_deadline");
                 }
