@@ -239,7 +239,7 @@ impl<B: Backend + 'static> EventManager<B> {
     /// after this and earlier than what it returned wakes the loop: the blocking poll that
     /// follows cannot miss it.
     pub(crate) fn prepare_wait(&self, max_wait: Option<Duration>) -> Option<Duration> {
-        let mut timers = lock(&self.timers);
+        let timers = lock(&self.timers);
         // One reading of the clock for both the wait and the recorded wake-up time, so the
         // loop never wakes later than it recorded (a registration relies on that).
         let now = timers.now();
