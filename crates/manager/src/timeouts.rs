@@ -66,6 +66,18 @@ impl Sleep {
         self.until.store(v, Ordering::SeqCst);
     }
 
+    /// The loop is about to block for `wait` with no timer: a registration then wakes it
+    /// unless the wait is zero. A finite `max_wait` is recorded as forever, which only makes
+    /// a registration wake a loop that would have woken by itself.
+    fn block_for(&self, wait: Option<Duration>) {
+        let v = if wait == Some(Duration::ZERO) {
+            AWAKE
+        } else {
+            FOREVER
+        };
+        self.until.store(v, Ordering::SeqCst);
+    }
+
     /// The loop's poll returned.
     pub(crate) fn awake(&self) {
         self.until.store(AWAKE, Ordering::SeqCst);
@@ -240,6 +252,16 @@ impl<B: Backend + 'static> EventManager<B> {
     /// follows cannot miss it.
     pub(crate) fn prepare_wait(&self, max_wait: Option<Duration>) -> Option<Duration> {
         let timers = lock(&self.timers);
+        if timers.is_empty() {
+            // No timer: no clock reading, nothing to record but how long the poll blocks.
+            let wait = if self.is_shut_down() {
+                Some(Duration::ZERO)
+            } else {
+                max_wait
+            };
+            self.sleep.block_for(wait);
+            return wait;
+        }
         // One reading of the clock for both the wait and the recorded wake-up time, so the
         // loop never wakes later than it recorded (a registration relies on that).
         let now = timers.now();
@@ -260,6 +282,9 @@ impl<B: Backend + 'static> EventManager<B> {
 
     /// Takes the due timeouts out of the queue, to run outside the lock.
     pub(crate) fn expire_into(&self, due: &mut Vec<(ioman_timers::TimerKey, Timeout<B>)>) {
-        due.extend(lock(&self.timers).expire().map(|(key, _, cb)| (key, cb)));
+        let mut timers = lock(&self.timers);
+        if !timers.is_empty() {
+            due.extend(timers.expire().map(|(key, _, cb)| (key, cb)));
+        }
     }
 }
