@@ -328,9 +328,19 @@ impl Args {
                     }
                 ),
             };
+            let literal = self
+                .filter_text
+                .as_deref()
+                .is_some_and(|f| f.contains(|c: char| ".*+?()[]{}\\".contains(c)));
+            let hint = if literal && !matches!(self.filter, Filter::Exact(_)) {
+                " (this bench takes it as text: of criterion's regex syntax only `|`, a leading \
+                 `^` and a trailing `$` count)"
+            } else {
+                ""
+            };
             let sample: Vec<&str> = all.iter().take(6).map(String::as_str).collect();
             eprintln!(
-                "{}: {why}; nothing run. Its benchmarks: {}{} (`--list` lists them)",
+                "{}: {why}{hint}; nothing run. Its benchmarks: {}{} (`--list` lists them)",
                 self.bench,
                 sample.join(", "),
                 if all.len() > sample.len() {
