@@ -32,9 +32,8 @@
 //! these docs (and `timers/insert/N/std_BinaryHeap_push`, the floor of an insert), N from
 //! `IOMAN_BENCH_TIMERS_N="100000,1000000"` (the default; the environment only: criterion
 //! rejects arguments it does not know). Criterion's filter (a regex: write
-//! `'std_BTreeMap\+HashMap'`) selects them; a skipped
-//! benchmark builds none of its timers. Reports, with plots:
-//! `target/criterion/report/index.html`.
+//! `'std_BTreeMap\+HashMap'`) selects them; a skipped benchmark builds none of its timers.
+//! Reports, with plots: `target/criterion/report/index.html`.
 //!
 //! ```text
 //! cargo bench -p ioman-bench --bench timers -- --warm-up-time 1 --measurement-time 3
