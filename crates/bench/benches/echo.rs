@@ -23,21 +23,36 @@
 //! polls and `epoll_ctl` calls (register, modify, deregister).
 //!
 //! A harness-less bench that prints tables (criterion's sampling does not fit a
-//! multi-threaded server whose cost is CPU time on other threads):
+//! multi-threaded server whose cost is CPU time on other threads).
+//!
+//! # Names, arguments
+//!
+//! Benchmarks are named `echo/SERVER/C`, SERVER a name of the table above and C a
+//! connection count (`echo/ioman_pool_2/1000`). A filter runs the names that contain it; the
+//! command line is read as criterion reads its own (`ioman_bench::args`: `-- --list` prints
+//! the names, `-- --help` the options, criterion's own options are ignored). The reference,
+//! `mio`, runs beside any selected server of the same C (each ratio needs it; its row then
+//! says `(reference)`); a C where nothing is selected prints no table.
 //!
 //! ```text
-//! cargo bench -p ioman-bench --bench echo                     # every server, C = 100 and 1,000
-//! cargo bench -p ioman-bench --bench echo -- ioman            # names containing "ioman" (mio, the
-//!                                                             # reference, always runs)
-//! cargo bench -p ioman-bench --bench echo -- --conns=1,50,100 # other connection counts
+//! cargo bench -p ioman-bench --bench echo                      # every server, C = 100 and 1,000
+//! cargo bench -p ioman-bench --bench echo -- ioman             # ioman and ioman_pool_2 (and mio)
+//! cargo bench -p ioman-bench --bench echo -- 'ioman/1000$'     # one server at C = 1,000
+//! cargo bench -p ioman-bench --bench echo -- --conns 1,50,100 --rounds 3
 //! ```
 //!
-//! Environment (arguments win over it): `IOMAN_ECHO_CONNS` (default `100,1000`; the process
-//! holds 2 fds per connection), `IOMAN_ECHO_ROUNDS` (default 5), `IOMAN_ECHO_SECONDS` (window
-//! per measurement, default 2), `IOMAN_ECHO_WARMUP_MS` (default 500),
-//! `IOMAN_ECHO_CLIENT_THREADS` (default 1), `IOMAN_ECHO_SHORT_READ=1` (the mio and ioman
-//! servers stop reading at a read shorter than their 1 KiB buffer instead of reading on to
-//! `WouldBlock`, as tokio does by itself: tokio clears its readiness on a short read).
+//! | argument | environment | default |
+//! |---|---|---|
+//! | `--conns LIST` | `IOMAN_ECHO_CONNS` | `100,1000` (the process holds 2 fds per connection) |
+//! | `--rounds N` | `IOMAN_ECHO_ROUNDS` | 5 |
+//! | `--seconds S` | `IOMAN_ECHO_SECONDS` | 2 (the measured window per server, fractions allowed) |
+//! | `--warmup-ms MS` | `IOMAN_ECHO_WARMUP_MS` | 500 |
+//! | `--client-threads N` | `IOMAN_ECHO_CLIENT_THREADS` | 1 |
+//! | `--short-read` | `IOMAN_ECHO_SHORT_READ=1` | off: the mio and ioman servers stop reading at a read shorter than their 1 KiB buffer instead of reading on to `WouldBlock`, as tokio does by itself (tokio clears its readiness on a short read) |
+//! | `--split` | `IOMAN_ECHO_SPLIT=1` | off: each server in a child process (below) |
+//!
+//! An argument wins over its variable. Without `--bench` (`cargo test --benches`) each
+//! selected table runs one round of 0.1 s windows, to show that it works.
 //!
 //! **Counting** (syscalls, instructions) needs the server in a process of its own, so that
 //! the client's work is not counted: with `IOMAN_ECHO_SPLIT=1` every server runs in a child
@@ -87,6 +102,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ioman::{EventManager, FdKey, Interest, Lifetime, Pool, Readiness, Stats, TimeoutKey};
+use ioman_bench::args::{Args, Mode, Opt};
 
 /// Bytes per message.
 const MSG: usize = 64;
@@ -139,8 +155,9 @@ struct Opts {
     warmup: Duration,
     client_threads: usize,
     short_read: bool,
-    filters: Vec<String>,
     split: bool,
+    /// The selected benchmarks, `echo/SERVER/C`.
+    chosen: Vec<String>,
 }
 
 fn env_str(name: &str) -> Option<String> {
@@ -153,49 +170,89 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn parse_list(v: &str) -> Vec<usize> {
-    v.split(',')
-        .filter_map(|x| x.trim().replace('_', "").parse().ok())
-        .collect()
+const OPTS: &[Opt] = &[
+    Opt::value(
+        "conns",
+        "IOMAN_ECHO_CONNS",
+        "connection counts, one table each (default 100,1000)",
+    ),
+    Opt::value(
+        "rounds",
+        "IOMAN_ECHO_ROUNDS",
+        "rounds per table (default 5)",
+    ),
+    Opt::value(
+        "seconds",
+        "IOMAN_ECHO_SECONDS",
+        "measured window per server, s (default 2)",
+    ),
+    Opt::value(
+        "warmup-ms",
+        "IOMAN_ECHO_WARMUP_MS",
+        "warm-up before each window, ms (default 500)",
+    ),
+    Opt::value(
+        "client-threads",
+        "IOMAN_ECHO_CLIENT_THREADS",
+        "load generator threads (default 1)",
+    ),
+    Opt::flag(
+        "short-read",
+        "IOMAN_ECHO_SHORT_READ",
+        "mio and ioman servers stop at a short read",
+    ),
+    Opt::flag(
+        "split",
+        "IOMAN_ECHO_SPLIT",
+        "each server in a child process (counting)",
+    ),
+];
+
+fn name(kind: Kind, conns: usize) -> String {
+    format!("echo/{}/{conns}", kind.name())
 }
 
 impl Opts {
-    fn from_env_and_args() -> Opts {
-        let mut o = Opts {
-            conns: env_str("IOMAN_ECHO_CONNS").map_or_else(|| vec![100, 1000], |v| parse_list(&v)),
-            rounds: env_num("IOMAN_ECHO_ROUNDS", 5).max(1) as usize,
-            window: Duration::from_secs_f64(
-                env_str("IOMAN_ECHO_SECONDS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(2.0),
-            ),
-            warmup: Duration::from_millis(env_num("IOMAN_ECHO_WARMUP_MS", 500)),
-            client_threads: env_num("IOMAN_ECHO_CLIENT_THREADS", 1).max(1) as usize,
-            short_read: env_num("IOMAN_ECHO_SHORT_READ", 0) != 0,
-            filters: Vec::new(),
-            split: env_num("IOMAN_ECHO_SPLIT", 0) != 0 || env_str("IOMAN_ECHO_WRAP").is_some(),
-        };
-        // `cargo bench` passes `--bench`; criterion-style flags other than ours are ignored.
-        for a in std::env::args().skip(1) {
-            if let Some(v) = a.strip_prefix("--conns=") {
-                o.conns = parse_list(v);
-            } else if let Some(v) = a.strip_prefix("--rounds=") {
-                o.rounds = v.parse().unwrap_or(o.rounds).max(1);
-            } else if !a.starts_with('-') {
-                o.filters.push(a);
-            }
-        }
-        o
+    /// `None` when nothing is to run (`--list`, or a filter that selects nothing).
+    fn from_args() -> Option<Opts> {
+        let args = Args::parse("echo", OPTS);
+        let conns = args.list("conns", &[100, 1000]);
+        let names = conns
+            .iter()
+            .flat_map(|&c| KINDS.into_iter().map(move |k| name(k, c)));
+        let chosen = args.select(names)?;
+        let test = args.mode() == Mode::Test;
+        Some(Opts {
+            conns,
+            rounds: if test {
+                1
+            } else {
+                args.num("rounds", 5usize).max(1)
+            },
+            window: Duration::from_secs_f64(if test {
+                0.1
+            } else {
+                args.num("seconds", 2.0f64).max(0.001)
+            }),
+            warmup: Duration::from_millis(if test { 20 } else { args.num("warmup-ms", 500) }),
+            client_threads: args.num("client-threads", 1usize).max(1),
+            short_read: args.flag("short-read"),
+            split: args.flag("split") || env_str("IOMAN_ECHO_WRAP").is_some(),
+            chosen,
+        })
     }
 
-    /// Whether `kind` runs; the reference always does (every ratio needs it).
-    fn selected(&self, kind: Kind) -> bool {
-        kind == Kind::Mio
-            || self.filters.is_empty()
-            || self
-                .filters
-                .iter()
-                .any(|f| format!("echo/{}", kind.name()).contains(f.as_str()))
+    /// The servers of the table for C = `conns`: the selected ones, and the reference
+    /// (first) beside them, since every ratio needs it; none when none is selected.
+    fn servers(&self, conns: usize) -> Vec<Kind> {
+        let picked = |k: Kind| self.chosen.contains(&name(k, conns));
+        if !KINDS.into_iter().any(picked) {
+            return Vec::new();
+        }
+        KINDS
+            .into_iter()
+            .filter(|&k| k == Kind::Mio || picked(k))
+            .collect()
     }
 }
 
@@ -1125,7 +1182,10 @@ fn loadavg() -> String {
 }
 
 fn run_table(conns: usize, opts: &Opts) -> io::Result<()> {
-    let kinds: Vec<Kind> = KINDS.into_iter().filter(|&k| opts.selected(k)).collect();
+    let kinds = opts.servers(conns);
+    if kinds.is_empty() {
+        return Ok(());
+    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let load_before = loadavg();
@@ -1198,7 +1258,11 @@ fn run_table(conns: usize, opts: &Opts) -> io::Result<()> {
         };
         println!(
             "{:<22} | {:>13.0} | {:>15.0} | {:>14.2}x | {:>5.2}-{:<5.2} | {counters}",
-            k.name(),
+            if opts.chosen.contains(&name(*k, conns)) {
+                k.name().to_string()
+            } else {
+                format!("{} (reference)", k.name())
+            },
             rate,
             cpu,
             ratio,
@@ -1237,7 +1301,9 @@ fn main() -> io::Result<()> {
     if env_str("IOMAN_ECHO_ROLE").as_deref() == Some("server") {
         return server_role();
     }
-    let opts = Opts::from_env_and_args();
+    let Some(opts) = Opts::from_args() else {
+        return Ok(());
+    };
     println!(
         "echo: 64-byte messages, one outstanding per connection, 30 s idle timeout per \
          connection; server CPU per round trip ({}), ratio to the mio loop of the same round",

@@ -5,17 +5,46 @@
 //!
 //! A throughput run, not a criterion statistic: a custom `main` prints tables.
 //!
+//! # Names, arguments
+//!
+//! The benchmarks, one per point of a table (SERVER `ioman`, `tokio` or `mio`):
+//!
+//! | table | names |
+//! |---|---|
+//! | keep-alive | `http/keepalive/SERVER/C`, C from `--clients` |
+//! | CPU per request | `http/cpu/SERVER` (C = 100) |
+//! | idle connections | `http/idle/ioman/I`, I from `--idle` |
+//! | multicore | `http/multicore/ioman/T`, `http/multicore/tokio/T`, T from `--threads` |
+//!
+//! A filter runs the names that contain it; the command line is read as criterion reads its
+//! own (`ioman_bench::args`: `-- --list` prints the names, `-- --help` the options,
+//! criterion's own options are ignored). A table where nothing is selected is not printed;
+//! the "vs first" column compares with the table's first selected server.
+//!
 //! ```text
-//! cargo bench -p ioman-bench --bench http
-//! IOMAN_BENCH_SECONDS=5 IOMAN_BENCH_IDLE=0,1000,10000,18000 cargo bench -p ioman-bench --bench http
-//! IOMAN_BENCH_ONLY=keepalive|cpu|idle|multicore  (run one table)
-//! IOMAN_BENCH_ROUNDS=3                         (rounds per point; medians are printed)
-//! IOMAN_BENCH_SERVERS=ioman,tokio,mio          (keep-alive table: these servers only)
-//! IOMAN_BENCH_THREADS=1,2,4,8,16               (multicore table: manager/worker counts)
-//! IOMAN_BENCH_CLIENT_THREADS=8                 (multicore table: load generator threads)
+//! cargo bench -p ioman-bench --bench http                          # every table
+//! cargo bench -p ioman-bench --bench http -- keepalive --seconds 5 # the keep-alive table
+//! cargo bench -p ioman-bench --bench http -- 'keepalive/ioman/|cpu/' --rounds 1
+//! cargo bench -p ioman-bench --bench http -- multicore --threads 1,2,4,8,16 --client-threads 8
+//! cargo bench -p ioman-bench --bench http -- idle --idle 0,1000,10000,18000
 //! ```
 //!
-//! 1. **Keep-alive**, C = 100 and 1,000 (`IOMAN_BENCH_CLIENTS`): one server thread each (ioman
+//! | argument | environment | default |
+//! |---|---|---|
+//! | `--seconds S` | `IOMAN_BENCH_SECONDS` | 3 (per point) |
+//! | `--rounds N` | `IOMAN_BENCH_ROUNDS` | 3 (rounds per point; medians are printed) |
+//! | `--clients LIST` | `IOMAN_BENCH_CLIENTS` | `100,1000` (keep-alive connections) |
+//! | `--idle LIST` | `IOMAN_BENCH_IDLE` | `0,1000,10000,18000` (idle connections) |
+//! | `--threads LIST` | `IOMAN_BENCH_THREADS` | `1,2` (multicore: managers / workers) |
+//! | `--client-threads N` | `IOMAN_BENCH_CLIENT_THREADS` | 1 (multicore: load generator threads) |
+//! | `--servers LIST` | `IOMAN_BENCH_SERVERS` | all (keep-alive: the servers whose names start so) |
+//! | `--only TABLE` | `IOMAN_BENCH_ONLY` | all (`keepalive`, `cpu`, `idle` or `multicore`) |
+//!
+//! An argument wins over its variable; `--servers` and `--only` narrow the names before the
+//! filter does. Without `--bench` (`cargo test --benches`) each selected server only answers
+//! a few requests, to show that it works.
+//!
+//! 1. **Keep-alive**, C = 100 and 1,000 (`--clients`): one server thread each (ioman
 //!    `EventManager`, tokio current-thread runtime, mio edge-triggered loop); requests/s and
 //!    p99 latency. The tokio server wraps each read in `tokio::time::timeout` (the equivalent
 //!    of ioman's per-connection idle timeout pushed on every request); the mio loop has no
@@ -32,6 +61,7 @@
 //!    multi-thread runtime of 1 and 2 workers.
 #![allow(missing_docs)]
 
+use ioman_bench::args::{Args, Mode, Opt};
 use ioman_examples::{http, loadgen, server};
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -51,11 +81,102 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Err(_) => default.to_vec(),
+const OPTS: &[Opt] = &[
+    Opt::value(
+        "seconds",
+        "IOMAN_BENCH_SECONDS",
+        "seconds per point (default 3)",
+    ),
+    Opt::value(
+        "rounds",
+        "IOMAN_BENCH_ROUNDS",
+        "rounds per point, medians printed (default 3)",
+    ),
+    Opt::value(
+        "clients",
+        "IOMAN_BENCH_CLIENTS",
+        "keep-alive connection counts (default 100,1000)",
+    ),
+    Opt::value(
+        "idle",
+        "IOMAN_BENCH_IDLE",
+        "idle connection counts (default 0,1000,10000,18000)",
+    ),
+    Opt::value(
+        "threads",
+        "IOMAN_BENCH_THREADS",
+        "multicore: manager/worker counts (default 1,2)",
+    ),
+    Opt::value(
+        "client-threads",
+        "IOMAN_BENCH_CLIENT_THREADS",
+        "multicore: load generator threads (default 1)",
+    ),
+    Opt::value(
+        "servers",
+        "IOMAN_BENCH_SERVERS",
+        "keep-alive: these servers only (ioman,tokio,mio)",
+    ),
+    Opt::value(
+        "only",
+        "IOMAN_BENCH_ONLY",
+        "one table: keepalive, cpu, idle or multicore",
+    ),
+];
+
+/// What a run measures: its counts and the selected benchmarks.
+struct Ctx {
+    secs: u64,
+    rounds: usize,
+    clients: Vec<usize>,
+    idle: Vec<usize>,
+    threads: Vec<usize>,
+    client_threads: usize,
+    chosen: Vec<String>,
+}
+
+impl Ctx {
+    fn has(&self, name: &str) -> bool {
+        self.chosen.iter().any(|n| n == name)
     }
+}
+
+/// The servers of the keep-alive and CPU tables: display name, name part, start.
+const SERVERS: [(&str, &str, Start); 3] = [
+    ("ioman EventManager", "ioman", || start_ioman(1)),
+    ("tokio current_thread", "tokio", || start_tokio(0)),
+    ("mio loop (edge)", "mio", start_mio),
+];
+
+/// Every benchmark name the counts give, the tables narrowed by `--only` and the keep-alive
+/// servers by `--servers`.
+fn names(args: &Args, ctx: &Ctx) -> Vec<String> {
+    let only = args.text("only").unwrap_or_default();
+    let servers = args.text("servers").unwrap_or_default();
+    let table = |t: &str| only.is_empty() || only == t;
+    let mut v = Vec::new();
+    if table("keepalive") {
+        for &c in &ctx.clients {
+            for (_, id, _) in SERVERS {
+                if servers.is_empty() || servers.split(',').any(|s| id.starts_with(s.trim())) {
+                    v.push(format!("http/keepalive/{id}/{c}"));
+                }
+            }
+        }
+    }
+    if table("cpu") {
+        v.extend(SERVERS.iter().map(|(_, id, _)| format!("http/cpu/{id}")));
+    }
+    if table("idle") {
+        v.extend(ctx.idle.iter().map(|i| format!("http/idle/ioman/{i}")));
+    }
+    if table("multicore") {
+        for &t in &ctx.threads {
+            v.push(format!("http/multicore/ioman/{t}"));
+            v.push(format!("http/multicore/tokio/{t}"));
+        }
+    }
+    v
 }
 
 fn localhost() -> SocketAddr {
@@ -390,33 +511,31 @@ fn median(points: &[Point]) -> Point {
     }
 }
 
-fn rounds() -> usize {
-    env_num("IOMAN_BENCH_ROUNDS", 3).max(1) as usize
-}
-
 type Start = fn() -> io::Result<Under>;
 
-fn keepalive(secs: u64) -> io::Result<()> {
-    let rounds = rounds();
-    println!(
-        "\n## Keep-alive HTTP, one server thread, 1 client thread; median of {rounds} rounds \
-         of {secs} s per point (errors: total)"
-    );
-    println!(
-        "{:>7} | {:<22} | {:>10} | {:>8} | {:>8} | {:>6} | {:>9}",
-        "C", "server", "req/s", "p50 ms", "p99 ms", "errors", "vs ioman"
-    );
-    let servers = std::env::var("IOMAN_BENCH_SERVERS").unwrap_or_default();
-    let all: [(&str, Start); 3] = [
-        ("ioman EventManager", || start_ioman(1)),
-        ("tokio current_thread", || start_tokio(0)),
-        ("mio loop (edge)", start_mio),
-    ];
-    let chosen: Vec<(&str, Start)> = all
-        .into_iter()
-        .filter(|(name, _)| servers.is_empty() || servers.split(',').any(|s| name.starts_with(s)))
-        .collect();
-    for clients in env_list("IOMAN_BENCH_CLIENTS", &[100, 1000]) {
+fn keepalive(ctx: &Ctx) -> io::Result<()> {
+    let (rounds, secs) = (ctx.rounds, ctx.secs);
+    let mut header = false;
+    for &clients in &ctx.clients {
+        let chosen: Vec<(&str, Start)> = SERVERS
+            .into_iter()
+            .filter(|(_, id, _)| ctx.has(&format!("http/keepalive/{id}/{clients}")))
+            .map(|(name, _, start)| (name, start))
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        if !header {
+            header = true;
+            println!(
+                "\n## Keep-alive HTTP, one server thread, 1 client thread; median of {rounds} \
+                 rounds of {secs} s per point (errors: total)"
+            );
+            println!(
+                "{:>7} | {:<22} | {:>10} | {:>8} | {:>8} | {:>6} | {:>9}",
+                "C", "server", "req/s", "p50 ms", "p99 ms", "errors", "vs first"
+            );
+        }
         let mut points: Vec<Vec<Point>> = chosen.iter().map(|_| Vec::new()).collect();
         for _ in 0..rounds {
             for (k, (_, start)) in chosen.iter().enumerate() {
@@ -444,12 +563,25 @@ fn keepalive(secs: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn multicore(secs: u64) -> io::Result<()> {
+fn multicore(ctx: &Ctx) -> io::Result<()> {
     let clients = 1000;
-    let rounds = rounds();
-    // A bigger machine: IOMAN_BENCH_THREADS=1,2,4,8,16 IOMAN_BENCH_CLIENT_THREADS=8.
-    let counts = env_list("IOMAN_BENCH_THREADS", &[1, 2]);
-    let client_threads = env_num("IOMAN_BENCH_CLIENT_THREADS", 1).max(1) as usize;
+    let (rounds, secs, client_threads) = (ctx.rounds, ctx.secs, ctx.client_threads);
+    // A bigger machine: --threads 1,2,4,8,16 --client-threads 8.
+    type StartN = fn(usize) -> io::Result<Under>;
+    let servers: [(&str, &str, StartN); 2] = [
+        ("ioman (1 manager / Pool)", "ioman", start_ioman),
+        ("tokio multi_thread", "tokio", start_tokio),
+    ];
+    // (thread count, server) pairs selected, in table order.
+    let cells: Vec<(usize, usize)> = ctx
+        .threads
+        .iter()
+        .flat_map(|&t| (0..servers.len()).map(move |k| (t, k)))
+        .filter(|&(t, k)| ctx.has(&format!("http/multicore/{}/{t}", servers[k].1)))
+        .collect();
+    if cells.is_empty() {
+        return Ok(());
+    }
     println!(
         "\n## Multicore keep-alive HTTP, C = {clients}, {client_threads} client thread(s), \
          median of {rounds} rounds of {secs} s per point (client and server share this \
@@ -460,31 +592,26 @@ fn multicore(secs: u64) -> io::Result<()> {
         "{:>7} | {:<26} | {:>10} | {:>8} | {:>10}",
         "threads", "server", "req/s", "p99 ms", "efficiency"
     );
-    let names = ["ioman (1 manager / Pool)", "tokio multi_thread"];
-    let mut points: Vec<Vec<Point>> = (0..2 * counts.len()).map(|_| Vec::new()).collect();
+    let mut points: Vec<Vec<Point>> = cells.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (t, &threads) in counts.iter().enumerate() {
-            let ioman = start_ioman(threads)?;
-            points[2 * t].push(measure_with(ioman, clients, client_threads, secs)?);
-            let tokio = start_tokio(threads)?;
-            points[2 * t + 1].push(measure_with(tokio, clients, client_threads, secs)?);
+        for (i, &(threads, k)) in cells.iter().enumerate() {
+            let under = (servers[k].2)(threads)?;
+            points[i].push(measure_with(under, clients, client_threads, secs)?);
         }
     }
-    // Efficiency is relative to the first count (normally 1 thread).
-    let first = counts.first().copied().unwrap_or(1).max(1) as f64;
-    let base = [median(&points[0]).rate, median(&points[1]).rate];
-    for (t, &threads) in counts.iter().enumerate() {
-        for (k, name) in names.iter().enumerate() {
-            let p = median(&points[2 * t + k]);
-            println!(
-                "{:>7} | {:<26} | {:>10.0} | {:>8.3} | {:>9.0}%",
-                threads,
-                name,
-                p.rate,
-                ms(p.p99),
-                100.0 * p.rate * first / (threads as f64 * base[k])
-            );
-        }
+    // Efficiency is relative to each server's first count (normally 1 thread).
+    let mut base: [Option<(f64, f64)>; 2] = [None, None];
+    for (i, &(threads, k)) in cells.iter().enumerate() {
+        let p = median(&points[i]);
+        let (first, rate) = *base[k].get_or_insert((threads.max(1) as f64, p.rate));
+        println!(
+            "{:>7} | {:<26} | {:>10.0} | {:>8.3} | {:>9.0}%",
+            threads,
+            servers[k].0,
+            p.rate,
+            ms(p.p99),
+            100.0 * p.rate * first / (threads.max(1) as f64 * rate)
+        );
     }
     Ok(())
 }
@@ -527,23 +654,26 @@ fn server_role() -> io::Result<()> {
 /// Server CPU time per request, each server in its own process (so its CPU time is its own)
 /// and the load generator in this one: less sensitive to other load on the machine than
 /// requests/s.
-fn cpu_per_request(secs: u64) -> io::Result<()> {
+fn cpu_per_request(ctx: &Ctx) -> io::Result<()> {
     let clients = 100;
-    let rounds = rounds();
+    let (rounds, secs) = (ctx.rounds, ctx.secs);
+    let kinds: Vec<(&str, &str)> = SERVERS
+        .iter()
+        .filter(|(_, id, _)| ctx.has(&format!("http/cpu/{id}")))
+        .map(|&(name, id, _)| (name, id))
+        .collect();
+    if kinds.is_empty() {
+        return Ok(());
+    }
     println!(
         "\n## Server CPU per request (server in a child process), C = {clients}, median of \
          {rounds} rounds of {secs} s"
     );
     println!(
         "{:<22} | {:>10} | {:>13} | {:>9}",
-        "server", "req/s", "CPU us/req", "vs ioman"
+        "server", "req/s", "CPU us/req", "vs first"
     );
     let exe = std::env::current_exe()?;
-    let kinds = [
-        ("ioman EventManager", "ioman"),
-        ("tokio current_thread", "tokio"),
-        ("mio loop (edge)", "mio"),
-    ];
     let mut results: Vec<Vec<(f64, f64)>> = kinds.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (k, (_, kind)) in kinds.iter().enumerate() {
@@ -635,8 +765,18 @@ fn client_role() -> io::Result<()> {
     Ok(())
 }
 
-fn idle_scaling(secs: u64) -> io::Result<()> {
+fn idle_scaling(ctx: &Ctx) -> io::Result<()> {
     let clients = 100;
+    let secs = ctx.secs;
+    let idles: Vec<usize> = ctx
+        .idle
+        .iter()
+        .copied()
+        .filter(|i| ctx.has(&format!("http/idle/ioman/{i}")))
+        .collect();
+    if idles.is_empty() {
+        return Ok(());
+    }
     println!(
         "\n## Idle connections: C = {clients} active while I idle ones are held (each with a \
          server-side timeout); {secs} s per point; client in a child process"
@@ -646,7 +786,7 @@ fn idle_scaling(secs: u64) -> io::Result<()> {
         "I", "req/s", "p50 ms", "p99 ms", "errors", "live timers", "RSS B/idle"
     );
     let exe = std::env::current_exe()?;
-    for idle in env_list("IOMAN_BENCH_IDLE", &[0, 1000, 10000, 18000]) {
+    for idle in idles {
         let s = server::Server::start(server::Config {
             addr: localhost(),
             threads: 1,
@@ -723,41 +863,38 @@ fn main() -> io::Result<()> {
         Ok("server") => return server_role(),
         _ => {}
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then only smoke-test.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let secs = if benching {
-        env_num("IOMAN_BENCH_SECONDS", 3)
-    } else {
-        1
+    let args = Args::parse("http", OPTS);
+    let mut ctx = Ctx {
+        secs: args.num("seconds", 3),
+        rounds: args.num("rounds", 3usize).max(1),
+        clients: args.list("clients", &[100, 1000]),
+        idle: args.list("idle", &[0, 1000, 10000, 18000]),
+        threads: args.list("threads", &[1, 2]),
+        client_threads: args.num("client-threads", 1usize).max(1),
+        chosen: Vec::new(),
     };
-    let only = std::env::var("IOMAN_BENCH_ONLY").unwrap_or_default();
+    let Some(chosen) = args.select(names(&args, &ctx)) else {
+        return Ok(());
+    };
+    ctx.chosen = chosen;
     println!(
         "# ioman http benchmarks ({} cores; the load generator runs on the same machine)",
         thread::available_parallelism().map_or(1, |n| n.get())
     );
-    if !benching {
-        // A smoke run: every server answers.
-        for start in [
-            (|| start_ioman(1)) as fn() -> io::Result<Under>,
-            || start_tokio(0),
-            start_mio,
-        ] {
-            let p = measure(start()?, 4, 0)?;
-            assert_eq!(p.errors, 0);
+    if args.mode() == Mode::Test {
+        // `cargo test --benches` (no `--bench`): a smoke run, every selected server answers.
+        for (name, id, start) in SERVERS {
+            if ctx.chosen.iter().any(|n| n.split('/').nth(2) == Some(id)) {
+                let p = measure(start()?, 4, 0)?;
+                assert_eq!(p.errors, 0, "{name}");
+                println!("{name}: answers");
+            }
         }
         return Ok(());
     }
-    if only.is_empty() || only == "keepalive" {
-        keepalive(secs)?;
-    }
-    if only.is_empty() || only == "cpu" {
-        cpu_per_request(secs)?;
-    }
-    if only.is_empty() || only == "idle" {
-        idle_scaling(secs)?;
-    }
-    if only.is_empty() || only == "multicore" {
-        multicore(secs)?;
-    }
+    keepalive(&ctx)?;
+    cpu_per_request(&ctx)?;
+    idle_scaling(&ctx)?;
+    multicore(&ctx)?;
     Ok(())
 }

@@ -19,8 +19,27 @@
 //! the slack set to 1 ns on that thread (`prctl(PR_SET_TIMERSLACK, 1)`, Linux only).
 //! Nothing here is a criterion benchmark: it prints a table of p50, p99 and max lateness.
 //!
-//! Run: `cargo bench -p ioman-bench --bench lateness` (`IOMAN_BENCH_LATENESS_N=5000` for
-//! more timers). Lateness depends on the machine's load: run it on a quiet machine.
+//! Lateness depends on the machine's load: run it on a quiet machine.
+//!
+//! # Names, arguments
+//!
+//! Benchmarks are named `lateness/CONTENDER/SLACK`, CONTENDER one of `ioman`, `tokio`,
+//! `thread_sleep`, SLACK `slack_default` or `slack_1ns`; a filter runs only the names that
+//! contain it (the command line is read as criterion reads its own: see
+//! `ioman_bench::args`, `-- --help`, `-- --list`):
+//!
+//! ```text
+//! cargo bench -p ioman-bench --bench lateness                      # all six
+//! cargo bench -p ioman-bench --bench lateness -- ioman             # ioman, both slacks
+//! cargo bench -p ioman-bench --bench lateness -- slack_1ns --timers 5000
+//! ```
+//!
+//! | argument | environment | default |
+//! |---|---|---|
+//! | `--timers N` | `IOMAN_BENCH_LATENESS_N` | 2,000 (`thread::sleep` takes the first 200) |
+//!
+//! An argument wins over its variable. Without `--bench` (`cargo test --benches`) each
+//! selected benchmark runs with 20 timers, to show that it works.
 #![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +48,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ioman::EventManager;
+use ioman_bench::args::{Args, Mode, Opt};
 
 /// Gap between registrations.
 const GAP: Duration = Duration::from_micros(200);
@@ -195,13 +215,36 @@ fn sleeper(delays: &[Duration], slack: Option<u64>) -> Samples {
     Arc::try_unwrap(samples).unwrap_or_default()
 }
 
+const OPTS: &[Opt] = &[Opt::value(
+    "timers",
+    "IOMAN_BENCH_LATENESS_N",
+    "timers per contender (default 2000)",
+)];
+
 fn main() {
-    let n = std::env::var("IOMAN_BENCH_LATENESS_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
-    // `cargo bench` passes `--bench`; a name filter is the first other argument.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let args = Args::parse("lateness", OPTS);
+    let n = match args.mode() {
+        Mode::Test => 20,
+        _ => args.num("timers", 2_000usize).max(1),
+    };
+    type Run = fn(&[Duration], Option<u64>) -> Samples;
+    let contenders: [(&str, &str, Run); 3] = [
+        ("ioman", "ioman", ioman),
+        ("tokio", "tokio", tokio),
+        ("thread::sleep", "thread_sleep", sleeper),
+    ];
+    let slacks = [
+        ("default", "slack_default", None),
+        ("1 ns", "slack_1ns", Some(1)),
+    ];
+    let names = contenders.iter().flat_map(|(_, c, _)| {
+        slacks
+            .iter()
+            .map(move |(_, s, _)| format!("lateness/{c}/{s}"))
+    });
+    let Some(chosen) = args.select(names) else {
+        return;
+    };
     let delays = delays(n);
     let default_slack = thread::spawn(|| {
         let old = set_timer_slack(50_000);
@@ -217,17 +260,11 @@ fn main() {
     );
     println!("| contender | slack | p50 | p99 | max | early | timers |");
     println!("|---|---|---|---|---|---|---|");
-    type Run = fn(&[Duration], Option<u64>) -> Samples;
-    let contenders: [(&str, Run); 3] = [
-        ("ioman", ioman),
-        ("tokio", tokio),
-        ("thread::sleep", sleeper),
-    ];
-    for (name, run) in contenders {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        for (label, slack) in [("default", None), ("1 ns", Some(1))] {
+    for (name, id, run) in contenders {
+        for (label, slack_id, slack) in slacks {
+            if !chosen.contains(&format!("lateness/{id}/{slack_id}")) {
+                continue;
+            }
             let (p50, p99, max, early, len) = summary(&run(&delays, slack));
             println!("| {name} | {label} | {p50:.1} | {p99:.1} | {max:.1} | {early} | {len} |");
         }

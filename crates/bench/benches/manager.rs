@@ -48,7 +48,16 @@
 //!   one, 30 to 51 s ahead) while the loop runs; ns per operation, wakeup syscalls per operation printed.
 //!
 //! Set `IOMAN_BENCH_CPU_TIME=1` to time the round trips in thread CPU time instead of wall
-//! time (for a machine shared with other work).
+//! time (for a machine shared with other work; the environment only: criterion rejects
+//! arguments it does not know).
+//!
+//! A criterion bench; the names: `round_trip/{ioman, ioman_multishot, ioman_rearm, mio,
+//! mio_read_once, tokio, interleaved}`, `rearm/{raw_epoll_level, raw_epoll_oneshot,
+//! ioman_rearmable, ioman_oneshot, interleaved}`, `register_unregister/{epoll, poll,
+//! multishot_epoll, multishot_poll}`, `timer_churn/{ioman, pool_queue_per_thread}`.
+//! Criterion's filter (a regex) selects them, the printed counters and the interleaved
+//! summaries included (a summary runs only when its `interleaved` name is selected).
+//! Reports, with plots: `target/criterion/report/index.html`.
 //!
 //! Targets (issue 13): round trip through the manager (`ioman_rearm`) within 1.05x of the mio
 //! loop and faster than tokio; the one-shot wait through the manager (`rearm/ioman_rearmable`)

@@ -11,6 +11,23 @@
 //!   (`EPOLL_CTL_MOD` for raw epoll, `modify` for ioman and polling; mio is edge-triggered and
 //!   needs no re-arm, but `reregister`s to do the same work).
 //!
+//! # Names
+//!
+//! A criterion bench: `poll_round/IMPL/M` with IMPL `raw_epoll`, `ioman_epoll`,
+//! `ioman_posix_poll`, `mio`, `polling`; `oneshot_rearm/IMPL` with IMPL `raw_epoll`,
+//! `ioman_epoll`, `ioman_posix_poll`, `mio_reregister`, `polling`. Criterion's filter (a
+//! regex) selects them, and a skipped benchmark builds none of its pairs:
+//!
+//! ```text
+//! cargo bench -p ioman-bench --bench poll -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p ioman-bench --bench poll -- 'poll_round/.*/9000'
+//! IOMAN_BENCH_POLL_M=1000 cargo bench -p ioman-bench --bench poll -- poll_round/ioman
+//! ```
+//!
+//! M comes from the environment only (criterion rejects arguments it does not know); 3 s of
+//! measurement unless `--measurement-time` says otherwise. Reports, with plots:
+//! `target/criterion/report/index.html`.
+//!
 //! # Instruction counts
 //!
 //! Timings of a poll round are dominated by the 64 writes and reads; what the poller itself
@@ -163,20 +180,26 @@ impl Drop for RawEpoll {
 
 fn poll_round(c: &mut Criterion) {
     let mut group = c.benchmark_group("poll_round");
-    group.measurement_time(Duration::from_secs(3));
+    // Each benchmark builds its M pairs and registrations when criterion first calls it,
+    // so a filter that skips it costs no setup (9,000 pairs take a while), and drops them
+    // when it is done.
     for m in ms() {
         {
-            let mut pairs = Pairs::new(m);
-            let mut raw = RawEpoll::new();
-            for (i, r) in pairs.readers.iter().enumerate() {
-                raw.ctl(
-                    libc::EPOLL_CTL_ADD,
-                    r.as_raw_fd(),
-                    libc::EPOLLIN | libc::EPOLLRDHUP,
-                    i as u64,
-                );
-            }
+            let mut state = None;
             group.bench_function(BenchmarkId::new("raw_epoll", m), |b| {
+                let (raw, pairs) = state.get_or_insert_with(|| {
+                    let pairs = Pairs::new(m);
+                    let raw = RawEpoll::new();
+                    for (i, r) in pairs.readers.iter().enumerate() {
+                        raw.ctl(
+                            libc::EPOLL_CTL_ADD,
+                            r.as_raw_fd(),
+                            libc::EPOLLIN | libc::EPOLLRDHUP,
+                            i as u64,
+                        );
+                    }
+                    (raw, pairs)
+                });
                 b.iter(|| {
                     pairs.poke();
                     let n = raw.wait(0);
@@ -186,31 +209,32 @@ fn poll_round(c: &mut Criterion) {
                 })
             });
         }
-        ioman_round(&mut group, "ioman_epoll", m, Epoll::new().expect("epoll"));
-        ioman_round(
-            &mut group,
-            "ioman_posix_poll",
-            m,
-            PosixPoll::new().expect("poll"),
-        );
+        ioman_round(&mut group, "ioman_epoll", m, || {
+            Epoll::new().expect("epoll")
+        });
+        ioman_round(&mut group, "ioman_posix_poll", m, || {
+            PosixPoll::new().expect("poll")
+        });
         {
-            let mut pairs = Pairs::new(m);
-            let mut poll = mio::Poll::new().expect("mio");
-            for (i, r) in pairs.readers.iter().enumerate() {
-                poll.registry()
-                    .register(
-                        &mut mio::unix::SourceFd(&r.as_raw_fd()),
-                        mio::Token(i),
-                        mio::Interest::READABLE,
-                    )
-                    .expect("mio register");
-            }
-            let mut events = mio::Events::with_capacity(CAPACITY);
+            let mut state = None;
             group.bench_function(BenchmarkId::new("mio", m), |b| {
+                let (poll, pairs, events) = state.get_or_insert_with(|| {
+                    let pairs = Pairs::new(m);
+                    let poll = mio::Poll::new().expect("mio");
+                    for (i, r) in pairs.readers.iter().enumerate() {
+                        poll.registry()
+                            .register(
+                                &mut mio::unix::SourceFd(&r.as_raw_fd()),
+                                mio::Token(i),
+                                mio::Interest::READABLE,
+                            )
+                            .expect("mio register");
+                    }
+                    (poll, pairs, mio::Events::with_capacity(CAPACITY))
+                });
                 b.iter(|| {
                     pairs.poke();
-                    poll.poll(&mut events, Some(Duration::ZERO))
-                        .expect("mio poll");
+                    poll.poll(events, Some(Duration::ZERO)).expect("mio poll");
                     for ev in events.iter() {
                         pairs.drain(ev.token().0);
                     }
@@ -218,36 +242,40 @@ fn poll_round(c: &mut Criterion) {
             });
         }
         {
-            let mut pairs = Pairs::new(m);
-            let poller = polling::Poller::new().expect("polling");
-            for (i, r) in pairs.readers.iter().enumerate() {
-                // SAFETY: the fd stays open until after it is deleted (the poller is dropped
-                // first, at the end of this block).
-                unsafe {
-                    poller.add_with_mode(
-                        r.as_raw_fd(),
-                        polling::Event::readable(i),
-                        polling::PollMode::Level,
-                    )
-                }
-                .expect("polling add");
-            }
-            let mut events = polling::Events::with_capacity(
-                std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
-            );
+            // The poller comes first in the tuple, so it is dropped before the pairs.
+            let mut state = None;
             group.bench_function(BenchmarkId::new("polling", m), |b| {
+                let (poller, pairs, events) = state.get_or_insert_with(|| {
+                    let pairs = Pairs::new(m);
+                    let poller = polling::Poller::new().expect("polling");
+                    for (i, r) in pairs.readers.iter().enumerate() {
+                        // SAFETY: the fd stays open until after it is deleted: the poller is
+                        // dropped first (it comes before the pairs in `state`).
+                        unsafe {
+                            poller.add_with_mode(
+                                r.as_raw_fd(),
+                                polling::Event::readable(i),
+                                polling::PollMode::Level,
+                            )
+                        }
+                        .expect("polling add");
+                    }
+                    let events = polling::Events::with_capacity(
+                        std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
+                    );
+                    (poller, pairs, events)
+                });
                 b.iter(|| {
                     pairs.poke();
                     events.clear();
                     poller
-                        .wait(&mut events, Some(Duration::ZERO))
+                        .wait(events, Some(Duration::ZERO))
                         .expect("polling wait");
                     for ev in events.iter() {
                         pairs.drain(ev.key);
                     }
                 })
             });
-            drop(poller);
         }
     }
     group.finish();
@@ -257,22 +285,25 @@ fn ioman_round<B: Backend>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     m: usize,
-    backend: B,
+    backend: impl FnOnce() -> B,
 ) {
-    let mut pairs = Pairs::new(m);
-    for (i, r) in pairs.readers.iter().enumerate() {
-        backend
-            .register(r, i as u32, Interest::READ, Mode::Level)
-            .expect("register");
-    }
-    let mut events = Events::with_capacity(CAPACITY);
+    let mut backend = Some(backend);
+    let mut state = None;
     group.bench_function(BenchmarkId::new(name, m), |b| {
+        let (backend, pairs, events) = state.get_or_insert_with(|| {
+            let backend = backend.take().expect("set up once")();
+            let pairs = Pairs::new(m);
+            for (i, r) in pairs.readers.iter().enumerate() {
+                backend
+                    .register(r, i as u32, Interest::READ, Mode::Level)
+                    .expect("register");
+            }
+            (backend, pairs, Events::with_capacity(CAPACITY))
+        });
         b.iter(|| {
             pairs.poke();
-            backend
-                .wait(&mut events, Some(Duration::ZERO))
-                .expect("wait");
-            for ev in &events {
+            backend.wait(events, Some(Duration::ZERO)).expect("wait");
+            for ev in &*events {
                 pairs.drain(ev.key() as usize);
             }
         })
@@ -281,7 +312,6 @@ fn ioman_round<B: Backend>(
 
 fn oneshot_rearm(c: &mut Criterion) {
     let mut group = c.benchmark_group("oneshot_rearm");
-    group.measurement_time(Duration::from_secs(3));
     {
         let pairs = Pairs::new(1);
         let (w, r) = (&pairs.writers[0], &pairs.readers[0]);
@@ -548,7 +578,13 @@ fn count_ioman<B: Backend>(
     total
 }
 
-criterion_group!(benches, poll_round, oneshot_rearm);
+// 3 s of measurement by default; `--measurement-time` on the command line wins (a group's own
+// setting would override it).
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = poll_round, oneshot_rearm
+}
 
 fn main() {
     if let Ok(spec) = std::env::var("IOMAN_POLL_COUNT") {

@@ -26,9 +26,20 @@
 //! for `TimerQueue` and `DelayQueue`, nanoseconds for the others), which a real caller
 //! already has; `TimerQueue`'s own conversion of that `Instant` into its ticks is measured.
 //!
-//! Sizes: `IOMAN_BENCH_TIMERS_N="100000,1000000"` (the default).
-//! Run: `cargo bench -p ioman-bench --bench timers -- --warm-up-time 1 --measurement-time 3`;
-//! one workload and size: `... --bench timers -- 'timers/cancel/100000/'`.
+//! # Names
+//!
+//! A criterion bench: `timers/WORKLOAD/N/IMPL`, WORKLOAD and IMPL as listed at the end of
+//! these docs (and `timers/insert/N/std_BinaryHeap_push`, the floor of an insert), N from
+//! `IOMAN_BENCH_TIMERS_N="100000,1000000"` (the default; the environment only: criterion
+//! rejects arguments it does not know). Criterion's filter (a regex: write
+//! `'std_BTreeMap\+HashMap'`) selects them; a skipped benchmark builds none of its timers.
+//! Reports, with plots: `target/criterion/report/index.html`.
+//!
+//! ```text
+//! cargo bench -p ioman-bench --bench timers -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p ioman-bench --bench timers -- 'timers/cancel/100000/'   # one workload and size
+//! cargo bench -p ioman-bench --bench timers -- 'ioman_TimerQueue|std_BinaryHeap'
+//! ```
 //!
 //! # Instruction counts
 //!
