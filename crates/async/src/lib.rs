@@ -121,6 +121,7 @@
 #![deny(unsafe_code)]
 
 mod block_on;
+mod global;
 mod net;
 mod reactor;
 #[allow(unsafe_code)]
@@ -138,7 +139,8 @@ pub use futures_io::{AsyncRead, AsyncWrite};
 pub use ioman::{EventManager, Lifetime};
 
 pub use block_on::{block_on, block_on_with};
-pub use reactor::{global_manager, Ready};
+pub use global::global_manager;
+pub use reactor::Ready;
 pub use timer::{timeout, timeout_with, Elapsed, Timer};
 
 use reactor::{Dir, SlotCache, Source};
