@@ -11,7 +11,8 @@ use std::thread::{self, Thread};
 
 use ioman::EventManager;
 
-use crate::reactor::{global_contended, lock, Driving};
+use crate::global::{global_contended, Driving};
+use crate::reactor::lock;
 
 /// The waker of one `block_on`.
 struct Parker {

@@ -58,20 +58,46 @@
 //! - A manager passed to a `_with` constructor is driven by its owner: [`EventManager::spawn`],
 //!   [`EventManager::run`], [`block_on_with`], or `step` calls.
 //!
+//! # Readiness
+//!
+//! Each direction (read, write) of an `Async` is either *maybe ready* or *not ready*, as in
+//! tokio's `AsyncFd`: a readiness event makes it maybe ready; only an attempt that says
+//! `WouldBlock` (or a short read of a stream socket, which shows it drained) makes it not
+//! ready, and then the registration waits for the next event. So:
+//!
+//! - [`readable`](Async::readable) / [`writable`](Async::writable) complete when a read
+//!   (write) would not block (async-io's meaning): at once, without a loop iteration, while
+//!   the fd is ready (checked with one zero-timeout `poll(2)` unless an attempt found it not
+//!   ready since the last event); otherwise at the next readiness event. Calling `readable`
+//!   twice without reading completes twice.
+//! - [`read_with`](Async::read_with), [`write_with`](Async::write_with), [`AsyncRead`] and
+//!   [`AsyncWrite`] try the operation while the direction is maybe ready and wait only after
+//!   it says `WouldBlock`; while it is not ready, `poll_read`/`poll_write` return `Pending`
+//!   without a syscall.
+//! - A `WouldBlock` clears the readiness only if no event came while the attempt ran (the
+//!   event count is compared: tokio's readiness tick), so an edge is never lost between an
+//!   attempt and its wait.
+//!
 //! # What each operation costs
 //!
-//! Each `Async` direction (read, write) has one [`Lifetime::Rearmable`] registration, made at
-//! the first wait in that direction; after it fires, the next wait re-arms it, which flips a
-//! flag and makes no syscall while the kernel still watches the fd (the steady state).
+//! Each direction has one [`Lifetime::Edge`] registration, made at the first `WouldBlock` in
+//! that direction. Its kernel registration (`EPOLLET`) is made once and never changed: a
+//! re-arm after `WouldBlock` flips a flag in the manager and makes no syscall, whichever
+//! thread runs the loop; a re-arm after an edge that came while the registration was
+//! disarmed (the fd became ready again between the event and the `WouldBlock`) makes one
+//! `EPOLL_CTL_MOD`, which has the kernel report the fd again if it is still ready.
 //!
 //! | operation | manager calls | syscalls |
 //! |---|---|---|
-//! | [`Async::new`] / [`with_manager`](Async::with_manager) | none | `ioctl(FIONBIO)` |
-//! | first wait in a direction | [`register_fd`](EventManager::register_fd) | one `EPOLL_CTL_ADD` (`MOD` for the second direction) |
-//! | later waits (steady state) | [`rearm`](EventManager::rearm) | none |
-//! | a read/write that succeeds | none | the `read`/`write` |
-//! | a read/write while armed (known not ready) | none | none: skipped |
-//! | a short read (fewer bytes than asked) | `rearm` | the `read` only: the `read` that would return `WouldBlock` is skipped |
+//! | [`Async::new`] / [`with_manager`](Async::with_manager) | none | `ioctl(FIONBIO)`, `getsockopt(SO_TYPE)` (is it a stream socket?) |
+//! | TCP / Unix constructors ([`accept`](Async::accept), [`connect`](Async::connect), [`pair`](Async::pair), `bind`) | none | std's, and `ioctl(FIONBIO)` for an accepted socket |
+//! | first `WouldBlock` in a direction | [`register_fd`](EventManager::register_fd) | one `EPOLL_CTL_ADD` (`MOD` for the second direction) |
+//! | later `WouldBlock`s (steady state) | [`rearm`](EventManager::rearm) | none (one `EPOLL_CTL_MOD` after an edge that came while disarmed) |
+//! | a read/write while maybe ready | none | the `read`/`write` |
+//! | a read/write while not ready | none | none: `Pending` at once |
+//! | a short read of a stream socket (fewer bytes than asked) | `rearm` | the `read` only: the `read` that would return `WouldBlock` is skipped |
+//! | [`readable`](Async::readable) / [`writable`](Async::writable) while maybe ready | none (`rearm` or `register_fd` when the fd is not ready) | one `poll(2)`, zero timeout |
+//! | [`readable`](Async::readable) / [`writable`](Async::writable) while not ready | none | none |
 //! | drop | [`close_fd`](EventManager::close_fd) | `EPOLL_CTL_DEL` (when registered), `close` |
 //! | [`into_inner`](Async::into_inner) | [`unregister_fd`](EventManager::unregister_fd) per registration | `EPOLL_CTL_DEL` (when registered) |
 //! | [`Timer`] first poll | [`register_timeout_at`](EventManager::register_timeout_at) | none (a wakeup write only when it is earlier than the loop's deadline, from another thread) |
@@ -81,12 +107,15 @@
 //! | [`block_on`] wait | [`step`](EventManager::step) | one `epoll_wait` |
 //!
 //! A readiness event runs the registration's callback on the loop thread, which wakes the
-//! waiting tasks. When the loop runs on another thread than the task, it may look at the fd
-//! again before the task has read it; the still-ready fd is then reported for a disarmed
-//! registration, and the manager trims its kernel registration (`EPOLL_CTL_DEL`, libev's lazy
-//! disarm), so the task's next wait pays an `EPOLL_CTL_ADD`. When the task runs on the loop's
-//! thread ([`block_on`]) this never happens. The `async_echo` benchmark of `ioman-bench`
-//! counts both cases.
+//! waiting tasks. With the loop on another thread than the tasks (the global manager's loop
+//! thread under another executor) an echo round trip costs the same syscalls as under
+//! [`block_on`]: the `read`, the `write`, and the loop's share of an `epoll_wait`. Where the
+//! manager cannot be edge-triggered for an fd (it has registrations of another kind, made
+//! through the manager directly), `Edge` behaves as [`Lifetime::Rearmable`] and the rules
+//! above still hold; the cost is then Rearmable's: with the loop on another thread it may see
+//! the fd still ready before the task has read it, and trim its kernel registration (an
+//! `EPOLL_CTL_DEL`, and an `ADD` at the next wait). The `async_echo` benchmark of
+//! `ioman-bench` counts both configurations.
 //!
 //! # Waker semantics
 //!
@@ -99,9 +128,9 @@
 //!   per direction: the last task to poll is the one woken (as in async-io). That waker is
 //!   kept after a wake (the task usually waits again), so a later readiness may wake a task
 //!   that stopped reading: a spurious wake, never a lost one.
-//! - Cancelling at any `.await` loses no readiness: the kernel registration is
-//!   level-triggered underneath, so the next waiter's re-arm fires at once while the fd is
-//!   still ready.
+//! - Cancelling at any `.await` loses no readiness: an event leaves the direction maybe
+//!   ready until an attempt says `WouldBlock`, so a waiter woken and dropped before it
+//!   looked leaves the readiness to the next one, which completes (or reads) at once.
 //! - Dropping a future removes its waker; dropping an `Async` closes its fd through the
 //!   manager ([`EventManager::close_fd`]), so the fd number is never reused under a live
 //!   registration.
@@ -110,17 +139,20 @@
 //!
 //! # Platforms
 //!
-//! Linux (epoll; the [`PosixPoll`](ioman::poll::PosixPoll) backend is not selectable here, as the
-//! manager type is `EventManager<DefaultBackend>`), compiled for macOS and the BSDs
-//! (kqueue), where it has never run.
+//! Linux (epoll, edge-triggered with `EPOLLET`; the [`PosixPoll`](ioman::poll::PosixPoll)
+//! backend is not selectable here, as the manager type is `EventManager<DefaultBackend>`, so
+//! the level-triggered fallback is reached only by mixing registrations on an fd), compiled
+//! for macOS and the BSDs (kqueue, `EV_CLEAR`), where it has never run.
 //!
 //! # Unsafe code
 //!
-//! One private module holds the only `unsafe`: setting `O_NONBLOCK` on an arbitrary fd and
-//! starting a non-blocking TCP connect, which std offers for neither.
+//! One private module holds the only `unsafe`: setting `O_NONBLOCK` on an arbitrary fd,
+//! asking an fd's socket type and whether it is ready now (`getsockopt`, `poll(2)`), and
+//! starting a non-blocking TCP connect, which std offers for none of them.
 #![deny(unsafe_code)]
 
 mod block_on;
+mod global;
 mod net;
 mod reactor;
 #[allow(unsafe_code)]
@@ -138,7 +170,8 @@ pub use futures_io::{AsyncRead, AsyncWrite};
 pub use ioman::{EventManager, Lifetime};
 
 pub use block_on::{block_on, block_on_with};
-pub use reactor::{global_manager, Ready};
+pub use global::global_manager;
+pub use reactor::Ready;
 pub use timer::{timeout, timeout_with, Elapsed, Timer};
 
 use reactor::{Dir, SlotCache, Source};
@@ -184,8 +217,9 @@ impl<T> Unpin for Async<T> {}
 
 impl<T: AsFd + Into<OwnedFd>> Async<T> {
     /// Registers `io` with the [global manager](global_manager), after putting it in
-    /// non-blocking mode (one `ioctl(FIONBIO)`). Nothing is registered with the kernel until
-    /// the first wait.
+    /// non-blocking mode (one `ioctl(FIONBIO)`) and asking whether it is a stream socket
+    /// (one `getsockopt`: then a short read shows it drained). Nothing is registered with
+    /// the kernel until the first wait.
     ///
     /// # Errors
     ///
@@ -202,14 +236,16 @@ impl<T: AsFd + Into<OwnedFd>> Async<T> {
     /// When the fd cannot be put in non-blocking mode (`EBADF`).
     pub fn with_manager(io: T, manager: &Arc<EventManager>) -> io::Result<Async<T>> {
         sys::set_nonblocking(io.as_fd())?;
-        Ok(Async::from_nonblocking(io, manager))
+        let stream = sys::is_stream_socket(io.as_fd());
+        Ok(Async::from_nonblocking(io, manager, stream))
     }
 
-    /// `io` is non-blocking already.
-    pub(crate) fn from_nonblocking(io: T, manager: &Arc<EventManager>) -> Async<T> {
+    /// `io` is non-blocking already; `stream`: it is a stream socket, so a short read shows
+    /// it drained.
+    pub(crate) fn from_nonblocking(io: T, manager: &Arc<EventManager>, stream: bool) -> Async<T> {
         let fd = io.as_fd().as_raw_fd();
         Async {
-            source: Source::new(Arc::clone(manager), fd),
+            source: Source::new(Arc::clone(manager), fd, stream),
             io: Some(io),
             into_fd: Into::into,
             caches: Default::default(),
@@ -259,8 +295,11 @@ impl<T> Async<T> {
         }
     }
 
-    /// Waits until the I/O object is readable: completes at the next readiness event (after
-    /// one loop iteration if it is readable already). See [`Ready`].
+    /// Waits until the I/O object is readable, that is until a read would not block: at once
+    /// while it is readable (one zero-timeout `poll(2)` asks, unless an attempt found it not
+    /// readable since the last readiness event), else at the next readiness event. Reading
+    /// nothing and calling it again completes again. See [`Ready`] and the
+    /// [crate docs](crate#readiness).
     ///
     /// # Errors
     ///
@@ -280,8 +319,9 @@ impl<T> Async<T> {
     }
 
     /// Polls for readability: `Ready` once a readiness event arrived since the last call
-    /// that returned `Pending` (the first call waits). Only the last task to call it is
-    /// woken; for several waiters use [`readable`](Self::readable).
+    /// that returned `Pending`, or when a read would not block now (asked as by
+    /// [`readable`](Self::readable)). Only the last task to call it is woken; for several
+    /// waiters use [`readable`](Self::readable).
     ///
     /// # Errors
     ///
@@ -300,7 +340,9 @@ impl<T> Async<T> {
     }
 
     /// Runs `op` until it does not fail with [`WouldBlock`](io::ErrorKind::WouldBlock),
-    /// waiting for readability between attempts.
+    /// waiting for readability between attempts: a `WouldBlock` makes the read direction
+    /// wait for the next readiness event (unless one came while `op` ran: then `op` runs
+    /// again at once), without the `poll(2)` of [`readable`](Self::readable).
     ///
     /// # Errors
     ///
@@ -308,8 +350,11 @@ impl<T> Async<T> {
     /// [`readable`](Self::readable).
     pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         loop {
+            let tick = self.source.tick(Dir::Read);
             match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ready::after_would_block(&self.source, Dir::Read, tick).await?
+                }
                 r => return r,
             }
         }
@@ -325,15 +370,18 @@ impl<T> Async<T> {
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
+            let tick = self.source.tick(Dir::Read);
             match op(self.get_mut()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ready::after_would_block(&self.source, Dir::Read, tick).await?
+                }
                 r => return r,
             }
         }
     }
 
     /// Runs `op` until it does not fail with [`WouldBlock`](io::ErrorKind::WouldBlock),
-    /// waiting for writability between attempts.
+    /// waiting for writability between attempts; as [`read_with`](Self::read_with).
     ///
     /// # Errors
     ///
@@ -341,8 +389,11 @@ impl<T> Async<T> {
     /// [`writable`](Self::writable).
     pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         loop {
+            let tick = self.source.tick(Dir::Write);
             match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ready::after_would_block(&self.source, Dir::Write, tick).await?
+                }
                 r => return r,
             }
         }
@@ -358,8 +409,11 @@ impl<T> Async<T> {
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
+            let tick = self.source.tick(Dir::Write);
             match op(self.get_mut()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ready::after_would_block(&self.source, Dir::Write, tick).await?
+                }
                 r => return r,
             }
         }
@@ -405,9 +459,9 @@ fn total(bufs: &[IoSliceMut<'_>]) -> usize {
 
 impl<T: Read> AsyncRead for Async<T> {
     /// Reads what is there; when nothing is (`WouldBlock`), waits for the next readiness.
-    /// While the read registration is armed (known not ready) it returns `Pending` without a
-    /// syscall; after a short read it arms at once, so the next call skips the `read` that
-    /// would only say `WouldBlock`.
+    /// While the read direction is known not ready it returns `Pending` without a syscall;
+    /// after a short read of a stream socket it is known not ready at once, so the next call
+    /// skips the `read` that would only say `WouldBlock`.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -36,14 +36,15 @@ impl Async<TcpListener> {
     ) -> io::Result<Async<TcpListener>> {
         let listener = TcpListener::bind(addr.into())?;
         listener.set_nonblocking(true)?;
-        Ok(Async::from_nonblocking(listener, manager))
+        Ok(Async::from_nonblocking(listener, manager, false))
     }
 
     /// Accepts a connection, registered with the listener's manager.
     ///
     /// Calls: `accept4` and one `ioctl(FIONBIO)` for the new socket; when no connection is
-    /// pending, a wait ([`readable`](Async::readable): a re-arm, no syscall in steady state;
-    /// one `EPOLL_CTL_ADD` the first time). Any number of tasks may accept on one listener.
+    /// pending (`WouldBlock`), a wait for the next readiness event (a re-arm, no syscall in
+    /// steady state; one `EPOLL_CTL_ADD` the first time). Any number of tasks may accept on
+    /// one listener.
     ///
     /// # Errors
     ///
@@ -51,7 +52,7 @@ impl Async<TcpListener> {
     pub async fn accept(&self) -> io::Result<(Async<TcpStream>, SocketAddr)> {
         let (stream, addr) = self.read_with(|l| l.accept()).await?;
         stream.set_nonblocking(true)?;
-        Ok((Async::from_nonblocking(stream, self.manager()), addr))
+        Ok((Async::from_nonblocking(stream, self.manager(), true), addr))
     }
 }
 
@@ -59,7 +60,8 @@ impl Async<TcpStream> {
     /// Connects to `addr` without blocking, registered with the global manager.
     ///
     /// The connect is started on a non-blocking socket (`socket`, `connect` returning
-    /// `EINPROGRESS`), finished when the socket turns writable (a wait: one `EPOLL_CTL_ADD`),
+    /// `EINPROGRESS`), finished when the socket turns writable ([`writable`](Async::writable):
+    /// one `poll(2)`, and when not connected yet a wait, one `EPOLL_CTL_ADD`),
     /// and checked with `SO_ERROR` ([`TcpStream::take_error`]), so a refused connection is an
     /// error here, not at the first read.
     ///
@@ -81,7 +83,7 @@ impl Async<TcpStream> {
         manager: &Arc<EventManager>,
         addr: impl Into<SocketAddr>,
     ) -> io::Result<Async<TcpStream>> {
-        let stream = Async::from_nonblocking(sys::connect_nonblocking(addr.into())?, manager);
+        let stream = Async::from_nonblocking(sys::connect_nonblocking(addr.into())?, manager, true);
         stream.writable().await?;
         if let Some(e) = stream.get_ref().take_error()? {
             return Err(e);
@@ -123,7 +125,7 @@ impl Async<UdpSocket> {
     ) -> io::Result<Async<UdpSocket>> {
         let socket = UdpSocket::bind(addr.into())?;
         socket.set_nonblocking(true)?;
-        Ok(Async::from_nonblocking(socket, manager))
+        Ok(Async::from_nonblocking(socket, manager, false))
     }
 
     /// Receives one datagram, with its sender.
@@ -185,7 +187,7 @@ impl Async<UnixListener> {
     ) -> io::Result<Async<UnixListener>> {
         let listener = UnixListener::bind(path)?;
         listener.set_nonblocking(true)?;
-        Ok(Async::from_nonblocking(listener, manager))
+        Ok(Async::from_nonblocking(listener, manager, false))
     }
 
     /// Accepts a connection, registered with the listener's manager; as
@@ -197,7 +199,7 @@ impl Async<UnixListener> {
     pub async fn accept(&self) -> io::Result<(Async<UnixStream>, UnixSocketAddr)> {
         let (stream, addr) = self.read_with(|l| l.accept()).await?;
         stream.set_nonblocking(true)?;
-        Ok((Async::from_nonblocking(stream, self.manager()), addr))
+        Ok((Async::from_nonblocking(stream, self.manager(), true), addr))
     }
 }
 
@@ -226,7 +228,7 @@ impl Async<UnixStream> {
     ) -> io::Result<Async<UnixStream>> {
         let stream = UnixStream::connect(path)?;
         stream.set_nonblocking(true)?;
-        Ok(Async::from_nonblocking(stream, manager))
+        Ok(Async::from_nonblocking(stream, manager, true))
     }
 
     /// A connected pair of Unix stream sockets on the global manager.
@@ -250,8 +252,8 @@ impl Async<UnixStream> {
         a.set_nonblocking(true)?;
         b.set_nonblocking(true)?;
         Ok((
-            Async::from_nonblocking(a, manager),
-            Async::from_nonblocking(b, manager),
+            Async::from_nonblocking(a, manager, true),
+            Async::from_nonblocking(b, manager, true),
         ))
     }
 }
@@ -268,8 +270,8 @@ impl Async<UnixDatagram> {
         a.set_nonblocking(true)?;
         b.set_nonblocking(true)?;
         Ok((
-            Async::from_nonblocking(a, &manager),
-            Async::from_nonblocking(b, &manager),
+            Async::from_nonblocking(a, &manager, false),
+            Async::from_nonblocking(b, &manager, false),
         ))
     }
 

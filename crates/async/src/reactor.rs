@@ -1,133 +1,52 @@
-//! The reactor side: the global manager and its lazily started loop thread, and the
-//! [`Source`] each [`Async`](crate::Async) registers: one `Rearmable` registration per
-//! direction, made at the first wait in that direction and re-armed (no syscall in steady
-//! state) at each later one.
+//! The reactor side: the [`Source`] each [`Async`](crate::Async) registers, one
+//! [`Lifetime::Edge`] registration per direction, and its readiness model.
+//!
+//! # Readiness
+//!
+//! Per direction, the reactor knows one of two things about the fd (tokio's `AsyncFd`
+//! model, with its `clear_ready` done by the operations themselves):
+//!
+//! - **maybe ready** (`armed` clear): no operation has said `WouldBlock` since the last
+//!   readiness event (or since the `Async` was made). Operations are tried; a
+//!   [`Ready`] future asks the fd (one zero-timeout `poll(2)`) and completes at once if a read
+//!   (write) would not block.
+//! - **not ready** (`armed` set): an attempt said `WouldBlock` (or a short read of a stream
+//!   socket showed it drained, or a probe found it not ready), and the registration was
+//!   re-armed: it waits for the next edge. Operations return `Pending` without a syscall,
+//!   waiters wait.
+//!
+//! An event moves a direction to "maybe ready" and wakes every waiter; only a failed attempt
+//! moves it back, and only when no event came while the attempt ran (the event count, read
+//! before the attempt, is compared under the lock: tokio's readiness tick), so a readiness
+//! that an attempt did not see is never cleared. The registration is edge-triggered
+//! underneath (the manager's [`Lifetime::Edge`]): its kernel registration is made once and
+//! never changed, so a re-arm flips a flag in the manager, with no syscall, whichever thread
+//! runs the loop; an edge that came while it was disarmed makes the re-arm cost one `MOD`
+//! (which has the kernel report the fd again if it is still ready). Where the manager falls
+//! back to level triggering (poll(2), or other registrations on the fd), the same rules hold:
+//! a re-arm of a ready fd then fires at once.
 
 use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use ioman::{EventManager, FdKey, Interest, Lifetime, LoopHandle, Readiness, ShutDown};
+use ioman::{EventManager, FdKey, Interest, Lifetime, Readiness, ShutDown};
+
+use crate::global::ensure_driven;
+use crate::sys;
+
+mod ready;
+
+pub use ready::Ready;
 
 /// Locks `m`, ignoring poisoning: every critical section here leaves the state consistent
 /// (a panic can only come from a waker's `clone`, before anything is changed).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-// ---------------------------------------------------------------------------------------
-// The global manager
-
-struct Global {
-    manager: Arc<EventManager>,
-    /// The loop thread, started by the first wait made outside [`block_on`](crate::block_on).
-    /// Kept for the rest of the process (a `static` is never dropped).
-    thread: OnceLock<Option<LoopHandle>>,
-}
-
-static GLOBAL: OnceLock<Global> = OnceLock::new();
-
-/// Serialises the creation of the global manager, so that a failed attempt (no fd left) is
-/// retried by the next caller instead of being remembered.
-static GLOBAL_INIT: Mutex<()> = Mutex::new(());
-
-fn global() -> io::Result<&'static Global> {
-    if let Some(g) = GLOBAL.get() {
-        return Ok(g);
-    }
-    let _init = lock(&GLOBAL_INIT);
-    if let Some(g) = GLOBAL.get() {
-        return Ok(g);
-    }
-    let manager = Arc::new(EventManager::new()?);
-    Ok(GLOBAL.get_or_init(|| Global {
-        manager,
-        thread: OnceLock::new(),
-    }))
-}
-
-/// The process-wide manager that [`Async::new`](crate::Async::new),
-/// [`Timer::after`](crate::Timer::after) and [`block_on`](crate::block_on) use, created at
-/// the first call.
-///
-/// No thread runs its loop at first: [`block_on`](crate::block_on) drives it on the calling
-/// thread while its future waits. The first time a task waits for it on a thread that is
-/// not inside `block_on` (a task of another executor), a loop thread named `ioman-loop` is
-/// started, and runs for the rest of the process; from then on `block_on` only parks.
-///
-/// # Errors
-///
-/// When the manager cannot be created (no fd left: `EMFILE`); the next call tries again.
-pub fn global_manager() -> io::Result<Arc<EventManager>> {
-    global().map(|g| Arc::clone(&g.manager))
-}
-
-thread_local! {
-    /// The manager the `block_on` running on this thread drives (its address), 0 if none.
-    static DRIVING: Cell<usize> = const { Cell::new(0) };
-}
-
-pub(crate) fn manager_id(m: &Arc<EventManager>) -> usize {
-    Arc::as_ptr(m) as usize
-}
-
-/// Marks the current thread as driving `m` until dropped (restoring the outer value, for a
-/// `block_on` nested in a future of another).
-pub(crate) struct Driving(usize);
-
-impl Driving {
-    pub(crate) fn enter(m: &Arc<EventManager>) -> Driving {
-        Driving(DRIVING.with(|d| d.replace(manager_id(m))))
-    }
-}
-
-impl Drop for Driving {
-    fn drop(&mut self) {
-        DRIVING.with(|d| d.set(self.0));
-    }
-}
-
-/// Called before a task waits on `m`: when `m` is the global manager, no loop thread runs it
-/// yet and this thread is not inside a `block_on` that drives it, starts the loop thread.
-/// Costs a thread-local read and an atomic load once the thread exists.
-pub(crate) fn ensure_driven(m: &Arc<EventManager>) {
-    if GLOBAL_LOOP.load(Ordering::Relaxed) {
-        return;
-    }
-    let Some(g) = GLOBAL.get() else { return };
-    if !Arc::ptr_eq(&g.manager, m) || DRIVING.with(|d| d.get()) == manager_id(m) {
-        return;
-    }
-    start_global_loop(g);
-}
-
-/// Whether the global loop thread was started (so `ensure_driven` is one load from then on).
-static GLOBAL_LOOP: AtomicBool = AtomicBool::new(false);
-
-/// Starts the global loop thread (once). Also used by a `block_on` that finds another thread
-/// already driving the global manager.
-fn start_global_loop(g: &'static Global) {
-    // A spawn that fails (no thread can be created) is not retried: `block_on` still drives
-    // the manager, and a task of another executor would wait until one does.
-    g.thread.get_or_init(|| g.manager.spawn().ok());
-    GLOBAL_LOOP.store(true, Ordering::Relaxed);
-}
-
-/// For `block_on`: when two threads want to drive the global manager at once, a loop thread
-/// serves both.
-pub(crate) fn global_contended(m: &Arc<EventManager>) {
-    if let Some(g) = GLOBAL.get() {
-        if Arc::ptr_eq(&g.manager, m) {
-            start_global_loop(g);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Sources
 
 /// Index of a direction in [`Dirs`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -165,15 +84,18 @@ struct DirState {
     /// The callback of a registration being made was dropped before its key was stored (the
     /// manager was shut down in between).
     orphaned: bool,
-    /// The registration waits for the next readiness: re-armed (or made) and not fired since.
-    /// While it is set the fd is known not to be ready, so an I/O attempt is skipped.
+    /// The fd is known not to be ready: an attempt found it so with no event since, and the
+    /// registration waits for the next edge (re-armed, or being made). While it is set an
+    /// I/O attempt is skipped; while it is clear the fd may be ready (see the module docs).
     armed: bool,
-    /// Readiness events delivered so far (waiter futures compare it).
+    /// Readiness events delivered so far: the readiness tick that attempts and waiters
+    /// compare.
     events: u64,
     gone: Option<Gone>,
     /// The waker of `poll_read`/`poll_write`/`poll_readable`/`poll_writable` (one task).
     slot: Option<Waker>,
-    /// `events` when `poll_readable`/`poll_writable` last armed, `None` when not waiting.
+    /// `events` when `poll_readable`/`poll_writable` last returned `Pending`, `None` when not
+    /// waiting.
     slot_since: Option<u64>,
     /// The wakers of [`Ready`] futures, by index; `None` for a free or already woken entry.
     waiters: Vec<Option<Waker>>,
@@ -190,13 +112,16 @@ struct Dirs {
     /// A copy of each state's `armed`, written under its lock, read without it by the I/O
     /// fast path: seeing `false` only means "try the operation", which is always correct.
     armed: [AtomicBool; 2],
+    /// A copy of each state's `events`, written under its lock, read without it before an
+    /// attempt; compared with `events` under the lock when the attempt said `WouldBlock`.
+    ticks: [AtomicU64; 2],
     /// Bumped (under the lock) whenever a state's `slot` gets another waker, so an owner
     /// that remembers which waker it stored ([`SlotCache`]) can skip the lock.
     slot_gen: [AtomicU64; 2],
 }
 
 /// What the owner of an `Async` remembers of the waker it stored in a direction's slot: a
-/// poll by the same task while the registration is armed then takes no lock.
+/// poll by the same task while the fd is known not ready then takes no lock.
 #[derive(Default)]
 pub(crate) struct SlotCache {
     gen: u64,
@@ -229,10 +154,12 @@ struct Notifier {
 }
 
 impl Notifier {
+    /// An edge: the fd may be ready (until an attempt says otherwise); every waiter is woken.
     fn fire(&self, readiness: Readiness) {
         let mut st = self.dirs.lock(self.dir);
         self.dirs.set_armed(self.dir, &mut st, false);
         st.events = st.events.wrapping_add(1);
+        self.dirs.ticks[self.dir as usize].store(st.events, Ordering::Release);
         if readiness.is_closed() {
             st.gone = Some(Gone::Closed);
         }
@@ -295,14 +222,19 @@ fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 pub(crate) struct Source {
     manager: Arc<EventManager>,
     fd: RawFd,
+    /// Whether a short read shows the fd drained: a stream socket (TCP, Unix stream), whose
+    /// read takes everything queued up to the room given. Not so for a terminal (a line at a
+    /// time) or a packet pipe, where a short read says nothing and only `WouldBlock` counts.
+    short_read_drains: bool,
     dirs: Arc<Dirs>,
 }
 
 impl Source {
-    pub(crate) fn new(manager: Arc<EventManager>, fd: RawFd) -> Source {
+    pub(crate) fn new(manager: Arc<EventManager>, fd: RawFd, short_read_drains: bool) -> Source {
         Source {
             manager,
             fd,
+            short_read_drains,
             dirs: Arc::default(),
         }
     }
@@ -315,35 +247,49 @@ impl Source {
         self.dirs.lock(dir)
     }
 
+    /// The readiness tick of `dir`, read before an attempt.
+    pub(crate) fn tick(&self, dir: Dir) -> u64 {
+        self.dirs.ticks[dir as usize].load(Ordering::Acquire)
+    }
+
     fn gone_error(&self, gone: Gone) -> io::Error {
         match gone {
             Gone::Closed => io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the fd was closed through the event manager",
             ),
-            Gone::Dropped
-                if matches!(
-                    self.manager.state(),
-                    ioman::State::Dying | ioman::State::Finished
-                ) =>
-            {
-                io::Error::other(ShutDown)
-            }
+            Gone::Dropped if self.shut_down() => io::Error::other(ShutDown),
             Gone::Dropped => io::Error::other("the event manager dropped the fd registration"),
         }
     }
 
-    /// Makes sure the registration of `dir` waits for the next readiness. Called with the
-    /// state locked; may release and take the lock again (to register), so the caller must
-    /// look at the state afresh afterwards. Costs nothing when armed already, no syscall for a
-    /// re-arm in steady state, one `EPOLL_CTL_ADD`/`MOD` for the first wait in a direction.
-    fn arm<'a>(
+    fn shut_down(&self) -> bool {
+        matches!(
+            self.manager.state(),
+            ioman::State::Dying | ioman::State::Finished
+        )
+    }
+
+    /// `dir` was found not ready by an attempt that started at readiness tick `tick`. Unless
+    /// an event came since (its readiness is not lost: returns `false`, try again), the
+    /// direction becomes "not ready" and its registration waits for the next edge. Returns
+    /// whether it now waits. Called with the state locked; may release and take the lock
+    /// again (to register), so the caller must look at the state afresh afterwards.
+    ///
+    /// Costs nothing when it waits already; one flag flip in the manager for a re-arm (no
+    /// syscall; one `EPOLL_CTL_MOD` when an edge came while it was disarmed); one
+    /// `EPOLL_CTL_ADD` (`MOD` for the second direction) for the first wait in a direction.
+    fn clear_ready<'a>(
         &'a self,
         dir: Dir,
         mut st: MutexGuard<'a, DirState>,
-    ) -> io::Result<MutexGuard<'a, DirState>> {
+        tick: u64,
+    ) -> io::Result<(MutexGuard<'a, DirState>, bool)> {
+        if st.events != tick {
+            return Ok((st, false));
+        }
         if st.armed || st.registering {
-            return Ok(st);
+            return Ok((st, true));
         }
         if let Some(gone) = st.gone {
             return Err(self.gone_error(gone));
@@ -354,7 +300,7 @@ impl Source {
             return match self.manager.rearm(key, dir.interest()) {
                 Ok(true) => {
                     self.dirs.set_armed(dir, &mut st, true);
-                    Ok(st)
+                    Ok((st, true))
                 }
                 Ok(false) => {
                     // The manager no longer knows it (shut down, or closed): the callback's
@@ -367,7 +313,9 @@ impl Source {
         }
         // First wait in this direction: register, without our lock (a refused registration
         // drops its callback, and the callback's drop takes the lock). Armed from now on,
-        // so that an event that fires before the key is stored is not overwritten.
+        // so that an event that fires before the key is stored is not overwritten. The
+        // kernel reports an fd that is ready when it is added, so nothing that came after
+        // the attempt is missed.
         st.registering = true;
         self.dirs.set_armed(dir, &mut st, true);
         drop(st);
@@ -378,7 +326,7 @@ impl Source {
         let r = self.manager.register_fd(
             self.fd,
             dir.interest(),
-            Lifetime::Rearmable,
+            Lifetime::Edge,
             move |_, _, readiness| notifier.fire(readiness),
         );
         let mut st = self.state(dir);
@@ -387,7 +335,9 @@ impl Source {
         match r {
             Ok(key) if !orphaned => {
                 st.key = Some(key);
-                Ok(st)
+                // Not armed any more if it fired while being made.
+                let waits = st.armed;
+                Ok((st, waits))
             }
             Ok(_) => {
                 self.dirs.set_armed(dir, &mut st, false);
@@ -406,10 +356,41 @@ impl Source {
         }
     }
 
-    /// Runs `op` unless the direction is known not to be ready; on `WouldBlock` arms the
-    /// registration and stores the task's waker. `drained(&r)` says that a successful result
-    /// shows the fd drained (a short read of a stream): then the registration is armed at
-    /// once, so the next call skips the attempt that would only say `WouldBlock`.
+    /// For a waiter that starts (or goes on) waiting, with the state locked: `Ok(None)` when
+    /// the fd is ready in `dir`, else the state with the direction waiting for the next edge.
+    /// `seen` is the tick at which the caller's own attempt said `WouldBlock`; without one,
+    /// a direction not known to be not ready is asked (one zero-timeout `poll(2)`, without
+    /// the lock): ready means done, not ready counts as a `WouldBlock`.
+    fn start_wait<'a>(
+        &'a self,
+        dir: Dir,
+        st: MutexGuard<'a, DirState>,
+        seen: Option<u64>,
+    ) -> io::Result<Option<MutexGuard<'a, DirState>>> {
+        let (st, tick) = match seen {
+            Some(tick) => (st, tick),
+            None if st.armed || st.registering => return Ok(Some(st)),
+            None => {
+                if self.shut_down() {
+                    return Err(io::Error::other(ShutDown));
+                }
+                let tick = st.events;
+                drop(st);
+                if sys::ready_now(self.fd, dir == Dir::Write) {
+                    return Ok(None);
+                }
+                (self.state(dir), tick)
+            }
+        };
+        let (st, waits) = self.clear_ready(dir, st, tick)?;
+        Ok(waits.then_some(st))
+    }
+
+    /// Runs `op` unless the direction is known not to be ready; on `WouldBlock` clears the
+    /// readiness (see [`clear_ready`](Self::clear_ready)) and stores the task's waker.
+    /// `drained(&r)` says that a successful result shows the fd drained (a short read): on a
+    /// stream socket the readiness is then cleared at once, so the next call skips the
+    /// attempt that would only say `WouldBlock`.
     pub(crate) fn poll_io<R>(
         &self,
         dir: Dir,
@@ -418,33 +399,35 @@ impl Source {
         mut op: impl FnMut() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        if self.dirs.armed[dir as usize].load(Ordering::Acquire) {
-            if let Some(c) = cache.as_deref() {
-                // Armed, and the slot still holds this task's waker (nobody stored another
-                // since): an event wakes it. If the registration fires right after the load
-                // above, it wakes that waker too.
-                if c.gen == self.dirs.slot_gen[dir as usize].load(Ordering::Acquire)
-                    && c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-                {
+        loop {
+            if self.dirs.armed[dir as usize].load(Ordering::Acquire) {
+                if let Some(c) = cache.as_deref() {
+                    // Not ready, and the slot still holds this task's waker (nobody stored
+                    // another since): an event wakes it. If the registration fires right
+                    // after the load above, it wakes that waker too.
+                    if c.gen == self.dirs.slot_gen[dir as usize].load(Ordering::Acquire)
+                        && c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        return Poll::Pending;
+                    }
+                }
+                let mut st = self.state(dir);
+                if st.armed {
+                    self.store_slot(dir, &mut st, cx, cache);
                     return Poll::Pending;
                 }
             }
-            let mut st = self.state(dir);
-            if st.armed {
-                self.store_slot(dir, &mut st, cx, cache);
-                return Poll::Pending;
-            }
-        }
-        loop {
+            // Read before the attempt: an event after it is seen by `clear_ready`.
+            let tick = self.tick(dir);
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(r) => {
-                    if drained(&r) {
+                    if self.short_read_drains && drained(&r) {
                         let st = self.state(dir);
                         if st.key.is_some() {
                             // Best effort: an error shows up at the next wait.
-                            if let Ok(mut st) = self.arm(dir, st) {
+                            if let Ok((mut st, true)) = self.clear_ready(dir, st, tick) {
                                 // The next poll is usually this task's, and finds the slot
                                 // filled.
                                 self.store_slot(dir, &mut st, cx, cache);
@@ -455,16 +438,15 @@ impl Source {
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            let st = self.state(dir);
-            let mut st = match self.arm(dir, st) {
-                Ok(st) => st,
+            match self.clear_ready(dir, self.state(dir), tick) {
+                Ok((mut st, true)) => {
+                    self.store_slot(dir, &mut st, cx, cache.as_deref_mut());
+                    return Poll::Pending;
+                }
+                // An event came while the attempt ran: try again.
+                Ok((_, false)) => {}
                 Err(e) => return Poll::Ready(Err(e)),
-            };
-            if st.armed || st.registering {
-                self.store_slot(dir, &mut st, cx, cache.as_deref_mut());
-                return Poll::Pending;
             }
-            // The registration fired while it was being made: try again.
         }
     }
 
@@ -491,8 +473,8 @@ impl Source {
         }
     }
 
-    /// `poll_readable`/`poll_writable`: ready once an event arrived since the previous call
-    /// that returned `Pending` (the first call arms and waits).
+    /// `poll_readable`/`poll_writable`: ready when an event arrived since the previous call
+    /// that returned `Pending`, or when the fd is ready now (as a [`Ready`] future).
     pub(crate) fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.state(dir);
         if let Some(since) = st.slot_since {
@@ -504,78 +486,20 @@ impl Source {
         if let Some(gone) = st.gone {
             return Poll::Ready(Err(self.gone_error(gone)));
         }
-        let since = st.events;
-        let mut st = match self.arm(dir, st) {
-            Ok(st) => st,
-            Err(e) => return Poll::Ready(Err(e)),
-        };
-        if st.events != since {
-            return Poll::Ready(Ok(()));
-        }
-        st.slot_since.get_or_insert(since);
-        self.store_slot(dir, &mut st, cx, None);
-        Poll::Pending
-    }
-
-    /// The state of a [`Ready`] future: its waiter index and the event count it started at.
-    fn poll_waiter(
-        &self,
-        dir: Dir,
-        cx: &mut Context<'_>,
-        waiter: &mut Option<(usize, u64)>,
-    ) -> Poll<io::Result<()>> {
-        let mut st = self.state(dir);
-        if let Some((i, since)) = *waiter {
-            if st.events != since {
-                remove_waiter(&mut st, i);
-                *waiter = None;
-                return Poll::Ready(Ok(()));
+        let since = st.slot_since;
+        match self.start_wait(dir, st, since) {
+            Ok(Some(mut st)) => {
+                let now = st.events;
+                st.slot_since.get_or_insert(now);
+                self.store_slot(dir, &mut st, cx, None);
+                Poll::Pending
             }
-        }
-        if let Some(gone) = st.gone {
-            if let Some((i, _)) = waiter.take() {
-                remove_waiter(&mut st, i);
+            Ok(None) => {
+                self.state(dir).slot_since = None;
+                Poll::Ready(Ok(()))
             }
-            return Poll::Ready(Err(self.gone_error(gone)));
+            Err(e) => Poll::Ready(Err(e)),
         }
-        let since = match *waiter {
-            Some((_, since)) => since,
-            None => st.events,
-        };
-        let mut st = match self.arm(dir, st) {
-            Ok(st) => st,
-            Err(e) => {
-                if let Some((i, _)) = waiter.take() {
-                    remove_waiter(&mut self.state(dir), i);
-                }
-                return Poll::Ready(Err(e));
-            }
-        };
-        if st.events != since {
-            if let Some((i, _)) = waiter.take() {
-                remove_waiter(&mut st, i);
-            }
-            return Poll::Ready(Ok(()));
-        }
-        match *waiter {
-            Some((i, _)) => store_waker(&mut st.waiters[i], cx),
-            None => {
-                let w = Some(cx.waker().clone());
-                let i = match st.free.pop() {
-                    Some(i) => {
-                        st.waiters[i] = w;
-                        i
-                    }
-                    None => {
-                        st.waiters.push(w);
-                        st.waiters.len() - 1
-                    }
-                };
-                st.live_waiters += 1;
-                *waiter = Some((i, since));
-            }
-        }
-        Poll::Pending
     }
 
     /// Takes the registrations' keys out (for `into_inner`), so they can be unregistered
@@ -585,64 +509,5 @@ impl Source {
             self.state(Dir::Read).key.take(),
             self.state(Dir::Write).key.take(),
         ]
-    }
-}
-
-fn remove_waiter(st: &mut DirState, i: usize) {
-    if let Some(w) = st.waiters.get_mut(i) {
-        *w = None;
-        st.free.push(i);
-        st.live_waiters = st.live_waiters.saturating_sub(1);
-    }
-}
-
-/// The future of [`Async::readable`](crate::Async::readable) and
-/// [`Async::writable`](crate::Async::writable): ready at the next readiness event in its
-/// direction (at once, after one loop iteration, if the fd is ready already).
-///
-/// Any number of them may wait on one `Async` at a time, from any tasks: an event wakes them
-/// all. Dropping one before it completes removes its waker; an event it was woken for but
-/// did not observe is not lost for the others, because the registration is level-triggered
-/// underneath: the next waiter's re-arm fires at once while the fd stays ready.
-#[must_use = "futures do nothing unless polled"]
-pub struct Ready<'a> {
-    source: &'a Source,
-    dir: Dir,
-    waiter: Option<(usize, u64)>,
-}
-
-impl<'a> Ready<'a> {
-    pub(crate) fn new(source: &'a Source, dir: Dir) -> Ready<'a> {
-        Ready {
-            source,
-            dir,
-            waiter: None,
-        }
-    }
-}
-
-impl std::future::Future for Ready<'_> {
-    type Output = io::Result<()>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        this.source.poll_waiter(this.dir, cx, &mut this.waiter)
-    }
-}
-
-impl Drop for Ready<'_> {
-    fn drop(&mut self) {
-        if let Some((i, _)) = self.waiter.take() {
-            remove_waiter(&mut self.source.state(self.dir), i);
-        }
-    }
-}
-
-impl std::fmt::Debug for Ready<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ready")
-            .field("fd", &self.source.fd)
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
     }
 }

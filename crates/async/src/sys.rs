@@ -1,13 +1,14 @@
-//! The two fd operations std does not offer safely, and the only `unsafe` in the crate:
-//! switching an arbitrary [`AsFd`] to non-blocking mode, and starting a TCP connect without
-//! waiting for it (std's `TcpStream::connect` blocks until the handshake is over).
+//! The fd operations std does not offer safely, and the only `unsafe` in the crate: switching
+//! an arbitrary [`AsFd`] to non-blocking mode, asking whether an fd is a stream socket or is
+//! ready now, and starting a TCP connect without waiting for it (std's `TcpStream::connect`
+//! blocks until the handshake is over).
 //!
 //! Both would move to a crate that owns unsafe fd code already (ioman-poll's `sys`) if it
 //! exported them; then this crate could be `#![forbid(unsafe_code)]`.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Evaluates a libc call and maps its `-1` result to `io::Error::last_os_error()` (as in
 /// ioman-poll; the caller's `unsafe` block states the obligations).
@@ -29,6 +30,47 @@ pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
     // `c_int` through the pointer, which points to a live local.
     unsafe { syscall!(ioctl(fd.as_fd().as_raw_fd(), libc::FIONBIO, &mut on)) }?;
     Ok(())
+}
+
+/// Whether `fd` is a stream socket (`SO_TYPE` is `SOCK_STREAM`: TCP, Unix stream), one
+/// `getsockopt`. Anything else (`ENOTSOCK` for a pipe or a terminal) is not.
+pub(crate) fn is_stream_socket(fd: impl AsFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the fd is valid for the call (borrowed from its owner); `SO_TYPE` writes one
+    // `c_int` to `ty`, whose size `len` gives, and both point to live locals.
+    let r = unsafe {
+        syscall!(getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast::<libc::c_void>(),
+            &mut len
+        ))
+    };
+    r.is_ok() && ty == libc::SOCK_STREAM
+}
+
+/// Whether a read (`write` false) or a write (`write` true) on `fd` would not block now: one
+/// `poll(2)` with a zero timeout. Error and hang-up count as ready (the operation reports
+/// them), and so does a failed `poll` (the operation then finds out for itself).
+pub(crate) fn ready_now(fd: RawFd, write: bool) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `p` is one live, initialised `pollfd` and `nfds` is 1; poll(2) only writes
+        // its `revents`. Any fd number is sound here: an unknown one is reported as
+        // `POLLNVAL`, not dereferenced.
+        match unsafe { syscall!(poll(&mut p, 1, 0)) } {
+            Ok(n) => return n > 0,
+            // A signal before the (zero) timeout: ask again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// A TCP socket whose connect to `addr` has been started but maybe not finished: `connect(2)`

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 use ioman::{EventManager, TimeoutKey};
 
-use crate::reactor::{ensure_driven, lock};
+use crate::global::ensure_driven;
+use crate::reactor::lock;
 
 /// What a registered timeout shares with its callback.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use std::task::Poll;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use ioman::EventManager;
 use ioman_async::{block_on_with, Async};
-use util::{open_fds, poll, CountingWaker};
+use util::{fill, open_fds, poll, CountingWaker};
 
 #[test]
 fn every_fd_is_closed_after_drop_and_no_registration_is_left() -> io::Result<()> {
@@ -39,6 +39,8 @@ fn every_fd_is_closed_after_drop_and_no_registration_is_left() -> io::Result<()>
             if i % 2 == 0 {
                 let mut buf = [0u8; 4];
                 assert!(matches!(poll(&mut a.read(&mut buf), &w), Poll::Pending));
+                // Writable until its buffer is full: `writable` would complete at once.
+                fill(b.get_ref())?;
                 assert!(matches!(poll(&mut b.writable(), &w), Poll::Pending));
             }
             drop((a, b));

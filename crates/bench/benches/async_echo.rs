@@ -14,9 +14,13 @@
 //! IOMAN_BENCH_ONLY=echo|timer    one part
 //! IOMAN_TIMER_LOOP=kind,n        n timer cycles only (ioman-async|tokio), for callgrind
 //! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
+//!                                (`kind@EXE`: that server from another build of this bench,
+//!                                for before/after ratios in the same rounds)
 //! IOMAN_ECHO_SERVER_CPU=1        run each server under `taskset -c 1` (run this binary under
 //!                                `taskset -c 0` to keep the load generator off that core)
 //! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
+//! IOMAN_ECHO_PERF=1              also count them with perf stat on the syscall tracepoints,
+//!                                with context switches (the server runs at full speed)
 //! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
 //!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles,
 //!                                IOMAN_ECHO_CACHESIM=1 adds cache misses per round trip)
@@ -36,10 +40,58 @@
 //! - `ioman-async`: `ioman_async::block_on(LocalExecutor::run(..))`: tasks and the manager's
 //!   loop on one thread.
 //! - `ioman-async-thread`: the same tasks under `futures::executor::block_on`, so the
-//!   global manager's loop runs on its own thread (the configuration where a still-ready fd
-//!   can be seen by the loop before the task reads it, and trimmed).
+//!   global manager's loop runs on its own thread and hands each readiness to the executor's
+//!   thread (the configuration where a level-triggered registration is seen still ready by
+//!   the loop before the task reads it, and trimmed: an `EPOLL_CTL_ADD` + `DEL` per wait,
+//!   which ioman-async's `Lifetime::Edge` registrations removed).
 //! - `async-io`: `async_io::block_on(LocalExecutor::run(..))`, `async_io::Async`.
 //! - `tokio`: current-thread runtime, `tokio::net::TcpStream`, `select!` on read and sleep.
+//!
+//! # Results
+//!
+//! One shared 2-core x86_64 Linux VM (Rust 1.95, async-io 2, tokio 1, async-executor 1.14,
+//! valgrind 3.19), the load generator on core 0 and the server on core 1. "before" is the
+//! same bench built at 096203b, where ioman-async registered `Lifetime::Rearmable`
+//! (`ioman-async@before`, `ioman-async-thread@before`: run in the same rounds, see
+//! `kind@EXE`). Syscalls per round trip with `perf stat` (the server at full speed, so its
+//! loop batches events as it does unobserved; `strace -c` slows the server until every
+//! event is one wait, and then counts 3.0 for `ioman-async-thread`, 6.0 before):
+//!
+//! ```text
+//! IOMAN_BENCH_ONLY=echo IOMAN_BENCH_ROUNDS=7 IOMAN_BENCH_SECONDS=4 IOMAN_ECHO_SERVER_CPU=1 \
+//! IOMAN_ECHO_PERF=1 IOMAN_ECHO_STRACE=1 IOMAN_ECHO_SERVERS=callback,ioman-async,\
+//! ioman-async-thread,ioman-async@$BEFORE,ioman-async-thread@$BEFORE,async-io,tokio \
+//! taskset -c 0 target/release/deps/async_echo-<hash>
+//! IOMAN_ECHO_CALLGRIND=1 IOMAN_BENCH_ROUNDS=0 ...     # user-space instructions
+//! ```
+//!
+//! | server, C = 100 / 1,000 | syscalls/trip | `epoll_ctl`/trip | context switches/trip | CPU vs callback (paired) | user instructions/trip |
+//! |---|---|---|---|---|---|
+//! | callback | 2.12 / 2.01 | 0 / 0 | 0.01 / 0.00 | 1 / 1 | 1,294 / 1,442 |
+//! | ioman-async (`block_on`) | 2.04 / 2.12 | 0 / 0 | 0.00 / 0.01 | 1.02 / 1.09 | 1,863 / 1,839 |
+//! | ioman-async (`block_on`), before | 2.06 / 2.04 | 0 / 0 | 0.00 / 0.00 | 1.05 / 1.06 | 1,809 / 1,784 |
+//! | ioman-async-thread | **2.26 / 2.26** | **0 / 0** | 0.30 / 0.42 | **1.52 / 1.55** | **2,255 / 2,337** |
+//! | ioman-async-thread, before | 4.33 / 4.57 | 2.00 / 2.00 (1 ADD + 1 DEL) | 0.11 / 0.42 | 1.95 / 1.99 | 3,092 / 3,137 |
+//! | async-io | 5.25 / 5.04 | 1.09 / 1.01 | 0.01 / 0.00 | 1.42 / 1.37 | 3,091 / 3,478 |
+//! | tokio current_thread | 2.05 / 2.05 | 0 / 0 | 0.00 / 0.00 | 1.08 / 1.01 | 1,777 / 1,777 |
+//!
+//! The syscalls are `sendto` and `recvfrom` (one each per trip for every server but
+//! async-io, which reads until `WouldBlock` and re-arms its one-shot registration: 3
+//! `recvfrom` and 1 `epoll_ctl` per trip) plus the loop's share of `epoll_wait`; for
+//! `ioman-async-thread` also 0.23–0.26 `epoll_pwait2` and 0.04 `futex` per trip, the loop
+//! thread's own wake-ups. The CPU ratios are medians of 7 paired rounds of 4 s on a shared
+//! machine; other runs gave 1.03–1.05 (C = 100) and 0.93–1.18 (C = 1,000) for ioman-async,
+//! 1.04–1.23 and 1.02–1.05 for tokio, so the two are within the noise of each other, and
+//! the instruction counts put tokio 3–5 % ahead in user space. What is left of
+//! `ioman-async-thread`'s cost is the hand-over between two threads sharing one core (a
+//! context switch per 2–4 trips), not the registration. Instruction counts are the
+//! server's whole user space in the window; ioman-async's own code is about 320 of them
+//! per trip, the manager's 200, async-executor's with its queues about 480.
+//!
+//! **Timer** (create, first poll, reset, drop; criterion, and callgrind with
+//! `IOMAN_TIMER_LOOP=kind,100000 valgrind --tool=callgrind --toggle-collect='*timer_loop*'`):
+//! ioman-async `Timer` 127 ns and 1,189 instructions per cycle, tokio `sleep` 155 ns and
+//! 917, async-io `Timer` 542 ns.
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -427,20 +479,50 @@ struct Point {
     syscalls: Vec<(String, u64)>,
 }
 
-/// Runs one server in a child process under `clients` connections for `secs` seconds.
-fn measure(kind: &str, clients: usize, secs: u64, strace: bool) -> io::Result<Point> {
-    measure_with(kind, clients, secs, strace, false)
+/// What a measurement counts besides CPU time and the manager's stats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// Nothing more.
+    Cpu,
+    /// Syscalls by name, `strace -c` attached to the server's threads (slows them down).
+    Strace,
+    /// Syscalls, context switches and a few syscalls by name, `perf stat` on tracepoints
+    /// (barely slows the server: its loop batches events as it does unobserved).
+    Perf,
+    /// User-space instructions, callgrind.
+    Callgrind,
 }
 
-fn measure_with(
-    kind: &str,
-    clients: usize,
-    secs: u64,
-    strace: bool,
-    callgrind: bool,
-) -> io::Result<Point> {
-    let exe = std::env::current_exe()?;
-    let cg_file = std::env::temp_dir().join(format!("ioman-echo-{}-{kind}.cg", std::process::id()));
+/// The `perf stat` events of `Count::Perf`: every syscall, then a few by name.
+const PERF_EVENTS: &[&str] = &[
+    "raw_syscalls:sys_enter",
+    "context-switches",
+    "syscalls:sys_enter_sendto",
+    "syscalls:sys_enter_recvfrom",
+    "syscalls:sys_enter_epoll_ctl",
+    "syscalls:sys_enter_epoll_pwait2",
+    "syscalls:sys_enter_epoll_wait",
+    "syscalls:sys_enter_epoll_pwait",
+    "syscalls:sys_enter_futex",
+    "syscalls:sys_enter_read",
+    "syscalls:sys_enter_write",
+    "syscalls:sys_enter_poll",
+];
+
+/// Runs one server in a child process under `clients` connections for `secs` seconds.
+/// `kind@EXE` runs the server `kind` from the binary `EXE` (another build of this bench),
+/// for before/after ratios measured in the same rounds.
+fn measure(kind: &str, clients: usize, secs: u64, count: Count) -> io::Result<Point> {
+    let (strace, callgrind) = (count == Count::Strace, count == Count::Callgrind);
+    let (kind, exe) = match kind.split_once('@') {
+        Some((k, e)) => (k, std::path::PathBuf::from(e)),
+        None => (kind, std::env::current_exe()?),
+    };
+    let cg_file = std::env::temp_dir().join(format!(
+        "ioman-echo-{}-{kind}-{}.cg",
+        std::process::id(),
+        label_suffix(&exe)
+    ));
     let mut cmd = if callgrind {
         let mut c = Command::new("valgrind");
         c.arg("--tool=callgrind")
@@ -490,6 +572,17 @@ fn measure_with(
     std::thread::sleep(Duration::from_millis(500));
     let trace_file = std::env::temp_dir().join(format!("ioman-echo-{}.strace", child.id()));
     let mut tracer = None;
+    let perf_file = std::env::temp_dir().join(format!("ioman-echo-{}.perf", child.id()));
+    if count == Count::Perf {
+        let mut c = Command::new("perf");
+        c.arg("stat").arg("-x,").arg("-o").arg(&perf_file);
+        for e in PERF_EVENTS {
+            c.arg("-e").arg(e);
+        }
+        c.arg("-p").arg(child.id().to_string());
+        tracer = Some(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
+        std::thread::sleep(Duration::from_millis(300));
+    }
     if strace {
         // Attach to every thread of the server for the measured window only.
         let mut c = Command::new("strace");
@@ -525,8 +618,13 @@ fn measure_with(
             .arg(t.id().to_string())
             .status();
         let _ = t.wait();
-        syscalls = parse_strace(&std::fs::read_to_string(&trace_file).unwrap_or_default());
-        let _ = std::fs::remove_file(&trace_file);
+        if strace {
+            syscalls = parse_strace(&std::fs::read_to_string(&trace_file).unwrap_or_default());
+            let _ = std::fs::remove_file(&trace_file);
+        } else {
+            syscalls = parse_perf(&std::fs::read_to_string(&perf_file).unwrap_or_default());
+            let _ = std::fs::remove_file(&perf_file);
+        }
     }
     if callgrind {
         toggle("off");
@@ -582,6 +680,20 @@ fn measure_with(
     })
 }
 
+/// The file name of a server binary, for labels and file names.
+fn label_suffix(exe: &std::path::Path) -> String {
+    exe.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// How a server is named in the tables: `kind`, or `kind@file` for another binary's.
+fn label(kind: &str) -> String {
+    match kind.split_once('@') {
+        Some((k, e)) => format!("{k}@{}", label_suffix(std::path::Path::new(e))),
+        None => kind.to_string(),
+    }
+}
+
 /// `strace -c` summary lines: `% time seconds usecs/call calls [errors] syscall`.
 fn parse_strace(text: &str) -> Vec<(String, u64)> {
     let mut v = Vec::new();
@@ -596,6 +708,25 @@ fn parse_strace(text: &str) -> Vec<(String, u64)> {
         }
     }
     v
+}
+
+/// `perf stat -x,` lines: `count,unit,event,...`; events as `PERF_EVENTS` names them, with
+/// the `syscalls:sys_enter_` prefix dropped.
+fn parse_perf(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = f.first()?.parse().ok()?;
+            let name = f.get(2)?;
+            let name = name.strip_prefix("syscalls:sys_enter_").unwrap_or(name);
+            let name = if name == "raw_syscalls:sys_enter" {
+                "total"
+            } else {
+                name
+            };
+            Some((name.to_string(), n))
+        })
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -616,13 +747,14 @@ fn echo() -> io::Result<()> {
     );
     let strace = std::env::var("IOMAN_ECHO_STRACE").is_ok_and(|v| v == "1");
     let callgrind = std::env::var("IOMAN_ECHO_CALLGRIND").is_ok_and(|v| v == "1");
+    let perf = std::env::var("IOMAN_ECHO_PERF").is_ok_and(|v| v == "1");
     for &c in &clients {
         println!(
             "\n## Echo, {MSG}-byte messages, C = {c}, 30 s idle timeout reset per message; \
              server CPU per round trip, median of {rounds} rounds of {secs} s"
         );
         println!(
-            "{:<20} | {:>10} | {:>13} | {:>12} | {:>26}",
+            "{:<30} | {:>10} | {:>13} | {:>12} | {:>26}",
             "server", "trips/s", "CPU us/trip", "vs callback", "epoll_ctl/trip (ADD MOD DEL)"
         );
         // ratios[k][round]: CPU per trip of kind k over the callback server's in that round.
@@ -634,7 +766,7 @@ fn echo() -> io::Result<()> {
             let mut base = None;
             let mut this_round = Vec::new();
             for (k, kind) in kinds.iter().enumerate() {
-                let p = measure(kind, c, secs, false)?;
+                let p = measure(kind, c, secs, Count::Cpu)?;
                 let per = p.cpu * 1e6 / p.trips.max(1) as f64;
                 if kind == "callback" {
                     base = Some(per);
@@ -661,8 +793,8 @@ fn echo() -> io::Result<()> {
                 format!("{:.3} {:.3} {:.3} (polls {:.2})", x[0], x[1], x[2], x[3])
             });
             println!(
-                "{:<20} | {:>10.0} | {:>13.3} | {:>11.3}x | {:>26}",
-                kind,
+                "{:<30} | {:>10.0} | {:>13.3} | {:>11.3}x | {:>26}",
+                label(kind),
                 median(rate[k].clone()),
                 median(cpu[k].clone()),
                 median(ratio[k].clone()),
@@ -675,7 +807,7 @@ fn echo() -> io::Result<()> {
                  per sendto):"
             );
             for kind in &kinds {
-                let p = measure(kind, c, secs, true)?;
+                let p = measure(kind, c, secs, Count::Strace)?;
                 // Per echoed message: every server sends each echo with one `sendto`, so the
                 // count of `sendto` calls is the number of round trips strace saw (the
                 // tracer's window is not exactly the load generator's).
@@ -698,9 +830,42 @@ fn echo() -> io::Result<()> {
                     .map(|(n, c)| format!("{n} {:.3}", *c as f64 / t))
                     .collect();
                 println!(
-                    "  {:<20} total {:.3}: {}",
-                    kind,
+                    "  {:<30} total {:.3}: {}",
+                    label(kind),
                     total as f64 / t,
+                    parts.join(", ")
+                );
+            }
+        }
+        if perf {
+            println!(
+                "\nsyscalls and context switches per round trip (perf stat on the server's \
+                 tracepoints, C = {c}, {secs} s, per sendto):"
+            );
+            for kind in &kinds {
+                let p = measure(kind, c, secs, Count::Perf)?;
+                let get = |n: &str| p.syscalls.iter().find(|(x, _)| x == n).map_or(0, |x| x.1);
+                // Per echoed message, as for strace.
+                let t = get("sendto").max(1) as f64;
+                let waits = get("epoll_pwait2") + get("epoll_wait") + get("epoll_pwait");
+                let named = [
+                    ("recvfrom", get("recvfrom")),
+                    ("epoll_ctl", get("epoll_ctl")),
+                    ("epoll waits", waits),
+                    ("futex", get("futex")),
+                    ("read", get("read")),
+                    ("write", get("write")),
+                    ("poll", get("poll")),
+                ];
+                let parts: Vec<String> = named
+                    .iter()
+                    .map(|(n, c)| format!("{n} {:.3}", *c as f64 / t))
+                    .collect();
+                println!(
+                    "  {:<30} total {:.3}, context switches {:.3}: sendto 1, {}",
+                    label(kind),
+                    get("total") as f64 / t,
+                    get("context-switches") as f64 / t,
                     parts.join(", ")
                 );
             }
@@ -712,7 +877,7 @@ fn echo() -> io::Result<()> {
             );
             let mut base = None;
             for kind in &kinds {
-                let p = measure_with(kind, c, secs, false, true)?;
+                let p = measure(kind, c, secs, Count::Callgrind)?;
                 let t = p.trips.max(1) as f64;
                 let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / t;
                 if kind == "callback" {
@@ -726,8 +891,8 @@ fn echo() -> io::Result<()> {
                     .map(|(n, v)| format!("{n} {:.2}", *v as f64 / t))
                     .collect();
                 println!(
-                    "  {:<20} {:>9.0} instructions/trip ({} trips){}{}",
-                    kind,
+                    "  {:<30} {:>9.0} instructions/trip ({} trips){}{}",
+                    label(kind),
                     ins,
                     p.trips,
                     base.map_or(String::new(), |b| format!(", {:.3}x callback", ins / b)),

@@ -76,6 +76,21 @@ pub fn kernel_calls(m: &EventManager) -> (u64, u64, u64) {
     )
 }
 
+/// Writes to the non-blocking `s` until its buffer is full (`WouldBlock`); returns the bytes
+/// written.
+pub fn fill(mut s: &std::os::unix::net::UnixStream) -> io::Result<usize> {
+    use std::io::Write;
+    let chunk = [0u8; 65536];
+    let mut sent = 0;
+    loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The fds this process has open.
 pub fn open_fds() -> BTreeSet<i32> {
     std::fs::read_dir("/proc/self/fd")
