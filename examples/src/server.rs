@@ -275,14 +275,22 @@ fn accept_all(
             Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                 // Free one fd, take the connection that waits and close it, take the fd back.
+                // At the limit accept(2) says EMFILE even with nobody waiting (it takes the
+                // fd before it looks at the queue): only the accept with the spare's fd free
+                // tells whether a connection waits, and when none does, the batch is over.
                 if spare.take().is_none() {
                     return false;
                 }
-                if let Ok((refused, _)) = listener.accept() {
-                    drop(refused);
-                    bump(&shared.counters[0].refused);
-                }
+                let waiting = listener.accept();
                 *spare = spare_fd();
+                match waiting {
+                    Ok((refused, _)) => {
+                        drop(refused);
+                        bump(&shared.counters[0].refused);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Err(_) => return true,
+                }
             }
             Err(_) => {
                 bump(&shared.counters[0].io_errors);
