@@ -40,8 +40,14 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
 }
 
 #[test]
@@ -60,7 +66,10 @@ fn refuses_at_the_fd_limit_without_spinning() {
     let mut line = String::new();
     let addr = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the child ended early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child ended early"
+        );
         // libtest prints the test's name on the same line, before what the test prints.
         if let Some((_, a)) = line.trim().split_once("addr ") {
             break a.parse::<std::net::SocketAddr>().unwrap();
@@ -75,7 +84,10 @@ fn refuses_at_the_fd_limit_without_spinning() {
     let before = cpu_ticks(child.id());
     std::thread::sleep(Duration::from_millis(500));
     let spent = cpu_ticks(child.id()) - before;
-    assert!(spent <= 10, "{spent} ticks of CPU in 500 ms at the fd limit");
+    assert!(
+        spent <= 10,
+        "{spent} ticks of CPU in 500 ms at the fd limit"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut served, mut refused) = (0u64, 0u64);
     for mut c in clients {
@@ -93,13 +105,23 @@ fn refuses_at_the_fd_limit_without_spinning() {
     drop(child.stdin.take()); // the child prints its counts and exits
     let stats = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "no stats from the child");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "no stats from the child"
+        );
         if let Some((_, s)) = line.trim().split_once("stats ") {
             let v: Vec<u64> = s.split(' ').map(|x| x.parse().unwrap()).collect();
             break (v[0], v[1], v[2]);
         }
     };
     assert!(child.wait().unwrap().success());
-    assert!(served >= 1 && refused >= 1, "served {served}, refused {refused}");
-    assert_eq!(stats, (served, refused, 0), "the child's accepted, refused, io errors");
+    assert!(
+        served >= 1 && refused >= 1,
+        "served {served}, refused {refused}"
+    );
+    assert_eq!(
+        stats,
+        (served, refused, 0),
+        "the child's accepted, refused, io errors"
+    );
 }
