@@ -1,29 +1,37 @@
 //! Loopback echo with per-connection idle timeouts, served by `ioman-async` on an executor
 //! beside `async-io` on the same executor, tokio's current-thread runtime and a callback
-//! `EventManager` server; plus a `Timer` micro-benchmark against tokio's `sleep`.
+//! `EventManager` server. (The `Timer` micro-benchmark against tokio's `sleep` is the
+//! criterion bench `async_timer`.)
 //!
-//! A measurement run, not a criterion statistic (except the timer part): a custom `main`
-//! prints tables.
+//! A measurement run, not a criterion statistic: a custom `main` prints tables. Its
+//! benchmarks are `async_echo/SERVER/C`; the name filter and the modes are those of every
+//! table bench ([`ioman_bench::args`]: `-- --list` names them, `cargo test --benches` runs
+//! each once, briefly); the `callback` server, the reference of every ratio, runs beside any
+//! selected server of its C. Options (`-- --help`), each also given by its variable:
 //!
 //! ```text
 //! cargo bench -p ioman-bench --bench async_echo
-//! IOMAN_BENCH_CLIENTS=100,1000   connections (default both)
-//! IOMAN_BENCH_SECONDS=3          seconds per point
-//! IOMAN_BENCH_ROUNDS=3           rounds (servers interleaved in each round; medians printed;
-//!                                0 skips the CPU table, for the counting modes alone)
-//! IOMAN_BENCH_ONLY=echo|timer    one part
-//! IOMAN_TIMER_LOOP=kind,n        n timer cycles only (ioman-async|tokio), for callgrind
-//! IOMAN_ECHO_SERVERS=callback,ioman-async,ioman-async-thread,async-io,tokio
-//!                                (`kind@EXE`: that server from another build of this bench,
-//!                                for before/after ratios in the same rounds)
+//! cargo bench -p ioman-bench --bench async_echo -- 'ioman-async/1000$' --seconds 2
+//! --conns 100,1000     IOMAN_BENCH_CLIENTS   connections, one table each (default both)
+//! --seconds 3          IOMAN_BENCH_SECONDS   seconds per point
+//! --rounds 3           IOMAN_BENCH_ROUNDS    rounds (servers interleaved in each round;
+//!                                            medians printed; 0 skips the CPU table, for
+//!                                            the counting modes alone)
+//! --servers LIST       IOMAN_ECHO_SERVERS    default callback,ioman-async,
+//!                                            ioman-async-thread,async-io,tokio (`kind@EXE`:
+//!                                            that server from another build of this bench,
+//!                                            for before/after ratios in the same rounds)
+//! --strace             IOMAN_ECHO_STRACE     also count the servers' syscalls per round trip
+//!                                            (strace -c)
+//! --perf               IOMAN_ECHO_PERF       also count them with perf stat on the syscall
+//!                                            tracepoints, with context switches (the server
+//!                                            runs at full speed)
+//! --callgrind          IOMAN_ECHO_CALLGRIND  also count user-space instructions per round
+//!                                            trip (callgrind)
 //! IOMAN_ECHO_SERVER_CPU=1        run each server under `taskset -c 1` (run this binary under
 //!                                `taskset -c 0` to keep the load generator off that core)
-//! IOMAN_ECHO_STRACE=1            also count the servers' syscalls per round trip (strace -c)
-//! IOMAN_ECHO_PERF=1              also count them with perf stat on the syscall tracepoints,
-//!                                with context switches (the server runs at full speed)
-//! IOMAN_ECHO_CALLGRIND=1         also count user-space instructions per round trip (callgrind;
-//!                                IOMAN_ECHO_CALLGRIND_KEEP=1 keeps the profiles,
-//!                                IOMAN_ECHO_CACHESIM=1 adds cache misses per round trip)
+//! IOMAN_ECHO_CALLGRIND_KEEP=1    keep the callgrind profiles
+//! IOMAN_ECHO_CACHESIM=1          add cache misses per round trip to the callgrind counts
 //! ```
 //!
 //! **Echo.** C connections each send a 64-byte message and wait for its echo, closed loop.
@@ -58,7 +66,7 @@
 //! event is one wait, and then counts 3.0 for `ioman-async-thread`, 6.0 before):
 //!
 //! ```text
-//! IOMAN_BENCH_ONLY=echo IOMAN_BENCH_ROUNDS=7 IOMAN_BENCH_SECONDS=4 IOMAN_ECHO_SERVER_CPU=1 \
+//! IOMAN_BENCH_ROUNDS=7 IOMAN_BENCH_SECONDS=4 IOMAN_ECHO_SERVER_CPU=1 \
 //! IOMAN_ECHO_PERF=1 IOMAN_ECHO_STRACE=1 IOMAN_ECHO_SERVERS=callback,ioman-async,\
 //! ioman-async-thread,ioman-async@$BEFORE,ioman-async-thread@$BEFORE,async-io,tokio \
 //! taskset -c 0 target/release/deps/async_echo-<hash>
@@ -87,11 +95,7 @@
 //! context switch per 2–4 trips), not the registration. Instruction counts are the
 //! server's whole user space in the window; ioman-async's own code is about 320 of them
 //! per trip, the manager's 200, async-executor's with its queues about 480.
-//!
-//! **Timer** (create, first poll, reset, drop; criterion, and callgrind with
-//! `IOMAN_TIMER_LOOP=kind,100000 valgrind --tool=callgrind --toggle-collect='*timer_loop*'`):
-//! ioman-async `Timer` 127 ns and 1,189 instructions per cycle, tokio `sleep` 155 ns and
-//! 917, async-io `Timer` 542 ns.
+
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -105,25 +109,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ioman::{EventManager, Interest, Lifetime, Readiness};
+use ioman_bench::args::{Args, Mode, Opt};
 
 const MSG: usize = 64;
 const IDLE: Duration = Duration::from_secs(30);
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_string())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 /// CPU time (user + system) this process used so far, from `/proc/self/stat`.
 fn cpu_time() -> Duration {
@@ -512,7 +501,7 @@ const PERF_EVENTS: &[&str] = &[
 /// Runs one server in a child process under `clients` connections for `secs` seconds.
 /// `kind@EXE` runs the server `kind` from the binary `EXE` (another build of this bench),
 /// for before/after ratios measured in the same rounds.
-fn measure(kind: &str, clients: usize, secs: u64, count: Count) -> io::Result<Point> {
+fn measure(kind: &str, clients: usize, secs: f64, count: Count) -> io::Result<Point> {
     let (strace, callgrind) = (count == Count::Strace, count == Count::Callgrind);
     let (kind, exe) = match kind.split_once('@') {
         Some((k, e)) => (k, std::path::PathBuf::from(e)),
@@ -608,7 +597,7 @@ fn measure(kind: &str, clients: usize, secs: u64, count: Count) -> io::Result<Po
     writeln!(stdin, "start")?;
     let t0 = load.trips.load(Ordering::Relaxed);
     let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
+    std::thread::sleep(Duration::from_secs_f64(secs));
     let mut syscalls = Vec::new();
     if let Some(mut t) = tracer {
         // Detached before the server is told to exit: a multi-threaded process that exits
@@ -734,21 +723,91 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn echo() -> io::Result<()> {
-    let secs = env_num("IOMAN_BENCH_SECONDS", 3);
-    let rounds = env_num("IOMAN_BENCH_ROUNDS", 3) as usize;
-    let clients: Vec<usize> = env_list("IOMAN_BENCH_CLIENTS", "100,1000")
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    let kinds = env_list(
+const OPTS: &[Opt] = &[
+    Opt::value(
+        "conns",
+        "IOMAN_BENCH_CLIENTS",
+        "connection counts, one table each (default 100,1000)",
+    ),
+    Opt::value(
+        "seconds",
+        "IOMAN_BENCH_SECONDS",
+        "measured window per server, s (default 3)",
+    ),
+    Opt::value(
+        "rounds",
+        "IOMAN_BENCH_ROUNDS",
+        "rounds per table, 0 for the counts alone (default 3)",
+    ),
+    Opt::value(
+        "servers",
         "IOMAN_ECHO_SERVERS",
-        "callback,ioman-async,ioman-async-thread,async-io,tokio",
-    );
-    let strace = std::env::var("IOMAN_ECHO_STRACE").is_ok_and(|v| v == "1");
-    let callgrind = std::env::var("IOMAN_ECHO_CALLGRIND").is_ok_and(|v| v == "1");
-    let perf = std::env::var("IOMAN_ECHO_PERF").is_ok_and(|v| v == "1");
+        "servers, kind or kind@EXE (default callback,ioman-async,ioman-async-thread,async-io,tokio)",
+    ),
+    Opt::flag(
+        "strace",
+        "IOMAN_ECHO_STRACE",
+        "also count syscalls per round trip with strace -c",
+    ),
+    Opt::flag(
+        "perf",
+        "IOMAN_ECHO_PERF",
+        "also count syscalls and context switches with perf stat",
+    ),
+    Opt::flag(
+        "callgrind",
+        "IOMAN_ECHO_CALLGRIND",
+        "also count user-space instructions with callgrind",
+    ),
+];
+
+/// The reference server of every ratio.
+const REFERENCE: &str = "callback";
+
+fn bench_name(kind: &str, conns: usize) -> String {
+    format!("async_echo/{kind}/{conns}")
+}
+
+fn echo() -> io::Result<()> {
+    let args = Args::parse("async_echo", OPTS);
+    let clients = args.list("conns", &[100, 1000]);
+    let servers: Vec<String> = args
+        .text("servers")
+        .unwrap_or_else(|| "callback,ioman-async,ioman-async-thread,async-io,tokio".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let names = clients
+        .iter()
+        .flat_map(|&c| servers.iter().map(move |k| bench_name(k, c)));
+    let Some(chosen) = args.select(names) else {
+        return Ok(());
+    };
+    let test = args.mode() == Mode::Test;
+    let secs = if test {
+        0.1
+    } else {
+        args.num("seconds", 3.0f64).max(0.001)
+    };
+    let rounds = if test { 1 } else { args.num("rounds", 3usize) };
+    let strace = args.flag("strace");
+    let callgrind = args.flag("callgrind");
+    let perf = args.flag("perf");
     for &c in &clients {
+        // The selected servers of this C, and the reference beside them.
+        let picked = |k: &String| chosen.contains(&bench_name(k, c));
+        if !servers.iter().any(picked) {
+            continue;
+        }
+        let mut kinds: Vec<String> = servers
+            .iter()
+            .filter(|k| *k == REFERENCE || picked(k))
+            .cloned()
+            .collect();
+        if !kinds.iter().any(|k| k == REFERENCE) {
+            kinds.insert(0, REFERENCE.to_string());
+        }
         println!(
             "\n## Echo, {MSG}-byte messages, C = {c}, 30 s idle timeout reset per message; \
              server CPU per round trip, median of {rounds} rounds of {secs} s"
@@ -768,7 +827,7 @@ fn echo() -> io::Result<()> {
             for (k, kind) in kinds.iter().enumerate() {
                 let p = measure(kind, c, secs, Count::Cpu)?;
                 let per = p.cpu * 1e6 / p.trips.max(1) as f64;
-                if kind == "callback" {
+                if kind == REFERENCE {
                     base = Some(per);
                 }
                 this_round.push(per);
@@ -880,7 +939,7 @@ fn echo() -> io::Result<()> {
                 let p = measure(kind, c, secs, Count::Callgrind)?;
                 let t = p.trips.max(1) as f64;
                 let ins = p.syscalls.first().map_or(0, |x| x.1) as f64 / t;
-                if kind == "callback" {
+                if kind == REFERENCE {
                     base = Some(ins);
                 }
                 let misses: Vec<String> = p
@@ -908,111 +967,9 @@ fn echo() -> io::Result<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------
-// Timer micro-benchmark: create, poll once (registering), reset, drop.
-
-fn timers() {
-    use criterion::Criterion;
-    use std::task::Waker;
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    let mut g = c.benchmark_group("timer create+poll+reset+drop");
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    if let Ok(m) = EventManager::new() {
-        let m = Arc::new(m);
-        g.bench_function("ioman-async Timer", |b| {
-            b.iter(|| {
-                let mut t = ioman_async::Timer::after_with(&m, Duration::from_secs(30));
-                let _ = Pin::new(&mut t).poll(&mut cx);
-                t.set_after(Duration::from_secs(31));
-                drop(t);
-            })
-        });
-    }
-    g.bench_function("async-io Timer", |b| {
-        b.iter(|| {
-            let mut t = async_io::Timer::after(Duration::from_secs(30));
-            let _ = Pin::new(&mut t).poll(&mut cx);
-            t.set_after(Duration::from_secs(31));
-            drop(t);
-        })
-    });
-    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        let _guard = rt.enter();
-        g.bench_function("tokio sleep", |b| {
-            b.iter(|| {
-                let t = tokio::time::sleep(Duration::from_secs(30));
-                let mut t = std::pin::pin!(t);
-                let _ = t.as_mut().poll(&mut cx);
-                t.as_mut()
-                    .reset(tokio::time::Instant::now() + Duration::from_secs(31));
-            })
-        });
-    }
-    g.finish();
-    c.final_summary();
-}
-
-/// `IOMAN_TIMER_LOOP=kind,n`: `n` create+poll+reset+drop cycles of one timer kind, in a
-/// function of its own, for an instruction count that does not vary between runs:
-/// `valgrind --tool=callgrind --toggle-collect='*timer_loop*'` (then `totals / n`).
-#[inline(never)]
-fn timer_loop(kind: &str, n: u64) {
-    use std::task::Waker;
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    match kind {
-        "ioman-async" => {
-            let Ok(m) = EventManager::new() else { return };
-            let m = Arc::new(m);
-            for _ in 0..n {
-                let mut t = ioman_async::Timer::after_with(&m, Duration::from_secs(30));
-                let _ = Pin::new(&mut t).poll(&mut cx);
-                t.set_after(Duration::from_secs(31));
-                drop(std::hint::black_box(t));
-            }
-        }
-        "tokio" => {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-            else {
-                return;
-            };
-            let _guard = rt.enter();
-            for _ in 0..n {
-                let t = tokio::time::sleep(Duration::from_secs(30));
-                let mut t = std::pin::pin!(t);
-                let _ = t.as_mut().poll(&mut cx);
-                t.as_mut()
-                    .reset(tokio::time::Instant::now() + Duration::from_secs(31));
-            }
-        }
-        _ => {}
-    }
-}
-
 fn main() -> io::Result<()> {
     if std::env::var("IOMAN_ECHO_ROLE").as_deref() == Ok("server") {
         return server_role();
     }
-    if let Ok(spec) = std::env::var("IOMAN_TIMER_LOOP") {
-        let (kind, n) = spec.split_once(',').unwrap_or((spec.as_str(), "100000"));
-        timer_loop(kind, n.parse().unwrap_or(100_000));
-        return Ok(());
-    }
-    let only = std::env::var("IOMAN_BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() || only == "timer" {
-        timers();
-    }
-    if only.is_empty() || only == "echo" {
-        echo()?;
-    }
-    Ok(())
+    echo()
 }

@@ -12,7 +12,8 @@
 //! | `manager` | `EventManager` | a hand-written mio loop, tokio `AsyncFd` | criterion |
 //! | `lateness` | `EventManager::register_timeout` | `tokio::time::sleep_until`, `thread::sleep` (how late a timer fires) | table |
 //! | `echo` | `EventManager`, `Pool` (TCP echo with idle timeouts, server CPU per round trip) | a mio loop, tokio current-thread and multi-thread | table |
-//! | `async_echo` | `ioman-async` tasks, a callback `EventManager` server; `ioman_async::Timer` | async-io, tokio; `async_io::Timer`, tokio `sleep` | table + criterion |
+//! | `async_echo` | `ioman-async` tasks, a callback `EventManager` server | async-io, tokio | table |
+//! | `async_timer` | `ioman_async::Timer` (create, poll, reset, drop) | `async_io::Timer`, tokio `sleep` | criterion |
 //! | `http` | the HTTP demo's server (`ioman-examples`) | a tokio server, a mio loop; idle-connection scaling; `Pool` vs tokio multi-thread | table |
 //!
 //! Run one with `cargo bench -p ioman-bench --bench NAME`, and only some of its benchmarks

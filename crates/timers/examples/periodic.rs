@@ -69,5 +69,9 @@ fn main() {
         count("fast"),
         count("slow")
     );
-    assert_eq!((count("fast"), count("slow")), (9, 7), "a tick lost, drifted, or run after its cancel");
+    assert_eq!(
+        (count("fast"), count("slow")),
+        (9, 7),
+        "a tick lost, drifted, or run after its cancel"
+    );
 }
