@@ -18,6 +18,13 @@ use crate::global::ensure_driven;
 use crate::reactor::lock;
 
 /// What a registered timeout shares with its callback.
+///
+/// Why a callback and not [`EventManager::register_waker_at`] (which stores the waker in the
+/// queue and allocates nothing): a timer raced against a read, as an idle timeout is, is
+/// polled once per message and registered once per period. With `fired` here, such a poll
+/// is one atomic load and a `will_wake`; with a waker in the queue, the only way to learn
+/// that it fired is to ask the manager, under its timer lock, at every poll (contended by
+/// the loop thread when it runs elsewhere). The box per registration is the cheaper side.
 #[derive(Default)]
 struct Shared {
     fired: AtomicBool,
