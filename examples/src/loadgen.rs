@@ -290,8 +290,10 @@ fn start_client(mgr: &EventManager, mut client: Box<Client>) {
             if readiness.is_closed() {
                 return fail(&client);
             }
-            if on_readable(&mut client) {
-                let _ = mgr.rearm(key, Interest::READ);
+            // A connection that failed or stopped ends its registration, which drops this
+            // callback and with it the stream: the server sees the close at once.
+            if !on_readable(&mut client) || !matches!(mgr.rearm(key, Interest::READ), Ok(true)) {
+                let _ = mgr.unregister_fd(key);
             }
         },
     );

@@ -243,7 +243,52 @@ fn edge_rounds_across_threads<B: Backend + 'static>(make: fn() -> io::Result<B>)
     h.join()
 }
 
+/// The HTTP server's write path: a callback that reads, meets a full send buffer and
+/// re-arms for `WRITE` from inside the callback, then, flushed, for `READ` again. Each
+/// fires; the kernel is told at most once per change (the lazy disarm widens the kernel's
+/// set once and then leaves it).
+fn rearm_to_another_interest_in_the_callback<B: Backend + 'static>(
+    make: fn() -> io::Result<B>,
+) -> io::Result<()> {
+    let m = build(make)?;
+    let (mut client, server) = pair()?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let mut server = server;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&server);
+    let key = m.register_fd(fd, Interest::READ, Lifetime::Rearmable, move |m, key, r| {
+        s.lock().unwrap().push(r);
+        let next = if r.is_readable() {
+            drain(&mut server);
+            Interest::WRITE
+        } else {
+            Interest::READ
+        };
+        assert!(m.rearm(key, next).unwrap());
+    })?;
+    let before = calls(m.stats());
+    for round in 1..=3 {
+        client.write_all(b"request")?;
+        drive(&m, || seen.lock().unwrap().len() == 2 * round);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [Readiness::READABLE, Readiness::WRITABLE].repeat(3),
+        "each re-arm to the other interest fires"
+    );
+    let (_, modifies, _) = calls(m.stats());
+    assert!(
+        (1..=6).contains(&(modifies - before.1)),
+        "{} modifies for 6 changes of interest",
+        modifies - before.1
+    );
+    assert!(m.unregister_fd(key)?);
+    Ok(())
+}
+
 for_each_backend!(
+    rearm_to_another_interest_in_the_callback,
     keep_alive_costs_no_backend_call,
     fired_waits_for_rearm,
     rearm_from_another_thread,
