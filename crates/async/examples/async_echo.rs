@@ -9,7 +9,7 @@
 //! inside `ioman_async::block_on`; with more, that many threads run the executor and the
 //! global manager's loop gets its own thread.
 
-use std::io;
+use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +76,12 @@ fn main() -> io::Result<()> {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => handlers.push(e.spawn(echo(stream))),
+                // One connection gone before it was taken: the next one is unaffected.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err::<(), io::Error>(e),
             }
         }

@@ -1,9 +1,6 @@
 //! An echo server whose connections are closed after 200 ms without a message: one
-//! `Rearmable` registration and one idle timeout per connection, on `EventManager`.
-//!
-//! ```text
-//! cargo run -p ioman --example idle_echo
-//! ```
+//! `Rearmable` registration and one idle timeout per connection (`cargo run -p ioman
+//! --example idle_echo`).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +12,7 @@ use ioman::{EventManager, Interest, Lifetime, TimeoutKey};
 const IDLE: Duration = Duration::from_millis(200);
 
 /// A connection, shared by its fd callback and its idle timeout.
+#[derive(Default)]
 struct Conn {
     stream: Option<TcpStream>,
     timer: Option<TimeoutKey>,
@@ -45,21 +43,16 @@ fn main() -> io::Result<()> {
         busy.write_all(b"hello")?;
         busy.read_exact(&mut buf)?;
     }
-    let closed = idle.read(&mut buf)? == 0;
-    println!("busy connection echoed 5 messages; idle one closed by its timeout: {closed}");
-    if closed {
-        Ok(())
-    } else {
-        Err(io::Error::other("the idle connection was not closed"))
+    if idle.read(&mut buf)? != 0 {
+        return Err(io::Error::other("the idle connection was not closed"));
     }
+    println!("busy connection echoed 5 messages; idle one closed by its timeout");
+    Ok(())
 }
 
 fn serve(m: &EventManager, stream: TcpStream) -> io::Result<()> {
     stream.set_nonblocking(true)?;
-    let conn = Arc::new(Mutex::new(Conn {
-        stream: None,
-        timer: None,
-    }));
+    let conn = Arc::<Mutex<Conn>>::default();
     let c = Arc::clone(&conn);
     let timer = m.register_timeout(IDLE, move |m| close(m, &c))?;
     let c = Arc::clone(&conn);
@@ -96,6 +89,7 @@ fn echo(m: &EventManager, conn: &Arc<Mutex<Conn>>) -> bool {
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => break false,
         }
     };
