@@ -145,7 +145,7 @@ pub use event_loop::LoopHandle;
 pub use ioman_poll::{Backend, DefaultBackend, Interest, Readiness};
 pub use ioman_timers::{Clock, ManualClock, MonotonicClock};
 pub use panic::{Origin, Panic, PanicHook};
-pub use pool::{Pool, PoolBuilder};
+pub use pool::{Pool, PoolBuilder, WeakPool};
 pub use wait::Delay;
 
 /// The backends crate, re-exported (for [`PosixPoll`](poll::PosixPoll), `Epoll`, `Kqueue`, ...).

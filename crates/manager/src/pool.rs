@@ -5,7 +5,7 @@ use crate::FdLike;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,10 @@ use crate::{Builder, Delay, EventManager, FdKey, Lifetime, PanicHook, Stats, Tim
 ///
 /// **Handles.** A `Pool` is cheap to clone (an `Arc` inside): clones share the managers, so
 /// an accept callback can keep one to hand new connections to their owners. The last clone
-/// dropped shuts the pool down and joins its threads (a clone held by one of the pool's own
-/// callbacks keeps it alive until [`shutdown`](Pool::shutdown)).
+/// dropped shuts the pool down and joins its threads. A clone held by one of the pool's own
+/// callbacks would keep it alive until [`shutdown`](Pool::shutdown) (a cycle through the
+/// pool's registrations): such a callback holds a [`WeakPool`] instead
+/// ([`Pool::downgrade`]), which does not keep the pool running.
 ///
 /// Threads are named `ioman-loop-<i>` and not pinned by the pool itself (that needs
 /// `sched_setaffinity`, outside this crate's `forbid(unsafe_code)`): pass
@@ -80,6 +82,67 @@ impl<B: Backend + 'static> Clone for Pool<B> {
         Pool {
             inner: Arc::clone(&self.inner),
         }
+    }
+}
+
+/// A handle to a [`Pool`] that does not keep it running, made by [`Pool::downgrade`]: what
+/// the pool's own callbacks hold (an accept callback handing connections to their owners),
+/// so that the last [`Pool`] dropped by its user still shuts the pool down.
+///
+/// # Examples
+///
+/// ```
+/// use ioman::{Interest, Lifetime, Pool};
+/// use std::net::{TcpListener, TcpStream};
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+///
+/// let pool = Pool::new(2)?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// listener.set_nonblocking(true)?;
+/// let addr = listener.local_addr()?;
+/// let (tx, rx) = mpsc::channel();
+/// let weak = pool.downgrade();
+/// pool.register_fd(&listener, Interest::READ, Lifetime::MultiShot, {
+///     let listener = listener.try_clone()?;
+///     move |_, _, _| {
+///         let Some(pool) = weak.upgrade() else { return };
+///         while let Ok((conn, _)) = listener.accept() {
+///             // The manager that owns the new fd, whichever thread accepted it.
+///             let owner = pool.manager_for(&conn);
+///             tx.send(owner.state() == ioman::State::Running).unwrap();
+///         }
+///     }
+/// })?;
+/// let _client = TcpStream::connect(addr)?;
+/// assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+/// drop(pool); // the last strong handle: every loop stops and is joined
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct WeakPool<B: Backend + 'static = DefaultBackend> {
+    inner: Weak<Inner<B>>,
+}
+
+impl<B: Backend + 'static> WeakPool<B> {
+    /// The pool, while any [`Pool`] of it is alive; `None` once the last one was dropped.
+    pub fn upgrade(&self) -> Option<Pool<B>> {
+        self.inner.upgrade().map(|inner| Pool { inner })
+    }
+}
+
+impl<B: Backend + 'static> Clone for WeakPool<B> {
+    fn clone(&self) -> Self {
+        WeakPool {
+            inner: Weak::clone(&self.inner),
+        }
+    }
+}
+
+impl<B: Backend + 'static> fmt::Debug for WeakPool<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPool")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }
 
@@ -208,6 +271,15 @@ impl<B: Backend + 'static> Pool<B> {
     /// Always `false`: a pool has at least one manager.
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// A [`WeakPool`]: a handle for the pool's own callbacks, which does not keep the pool
+    /// running (a [`Pool`] captured by one of its callbacks would, until
+    /// [`shutdown`](Self::shutdown)).
+    pub fn downgrade(&self) -> WeakPool<B> {
+        WeakPool {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The managers, in order.

@@ -146,3 +146,42 @@ fn clones_timeouts_and_last_drop() -> io::Result<()> {
     );
     Ok(())
 }
+
+/// An accept callback that holds a `Pool` clone keeps the pool alive (a cycle through its own
+/// registration); one that holds a `WeakPool` does not: the user's last `Pool` dropped
+/// stops and joins every loop.
+#[test]
+fn weak_pool_in_own_callback_does_not_keep_it_running() -> io::Result<()> {
+    let pool = Pool::new(2)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let weak = pool.downgrade();
+    let in_cb = listener.try_clone()?;
+    pool.register_fd(
+        &listener,
+        Interest::READ,
+        Lifetime::MultiShot,
+        move |_, _, _| {
+            let Some(pool) = weak.upgrade() else { return };
+            while let Ok((conn, _)) = in_cb.accept() {
+                let owner = pool.manager_for(&conn);
+                let i = pool.managers().iter().position(|m| Arc::ptr_eq(m, owner));
+                tx.send((i, conn)).unwrap();
+            }
+        },
+    )?;
+    let _client = std::net::TcpStream::connect(addr)?;
+    let (owner, conn) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(owner, Some(conn.as_raw_fd() as usize % 2), "fd % N owns it");
+    let managers: Vec<_> = pool.managers().to_vec();
+    let weak = pool.downgrade();
+    drop(pool);
+    assert!(weak.upgrade().is_none(), "no strong handle left");
+    assert!(
+        managers.iter().all(|m| m.state() == ioman::State::Finished),
+        "the last Pool stopped every loop, though a callback holds a WeakPool"
+    );
+    Ok(())
+}
