@@ -14,7 +14,7 @@ struct Global {
     manager: Arc<EventManager>,
     /// The loop thread, started by the first wait made outside [`block_on`](crate::block_on).
     /// Kept for the rest of the process (a `static` is never dropped).
-    thread: OnceLock<Option<LoopHandle>>,
+    thread: Mutex<Option<LoopHandle>>,
 }
 
 static GLOBAL: OnceLock<Global> = OnceLock::new();
@@ -34,7 +34,7 @@ fn global() -> io::Result<&'static Global> {
     let manager = Arc::new(EventManager::new()?);
     Ok(GLOBAL.get_or_init(|| Global {
         manager,
-        thread: OnceLock::new(),
+        thread: Mutex::new(None),
     }))
 }
 
@@ -99,10 +99,15 @@ static GLOBAL_LOOP: AtomicBool = AtomicBool::new(false);
 /// Starts the global loop thread (once). Also used by a `block_on` that finds another thread
 /// already driving the global manager.
 fn start_global_loop(g: &'static Global) {
-    // A spawn that fails (no thread can be created) is not retried: `block_on` still drives
-    // the manager, and a task of another executor would wait until one does.
-    g.thread.get_or_init(|| g.manager.spawn().ok());
-    GLOBAL_LOOP.store(true, Ordering::Relaxed);
+    let mut thread = lock(&g.thread);
+    if thread.is_none() {
+        // A spawn that fails (no thread can be created now) is tried again by the next
+        // wait: until then `block_on` still drives the manager.
+        *thread = g.manager.spawn().ok();
+    }
+    if thread.is_some() {
+        GLOBAL_LOOP.store(true, Ordering::Relaxed);
+    }
 }
 
 /// For `block_on`: when two threads want to drive the global manager at once, a loop thread
