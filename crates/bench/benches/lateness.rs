@@ -16,7 +16,8 @@
 //!
 //! Each runs twice: with the kernel's default timer slack for the waiting thread (50 µs on
 //! Linux: the kernel may fire a timer up to that much late to batch wakeups), and with
-//! the slack set to 1 ns on that thread (`prctl(PR_SET_TIMERSLACK, 1)`, Linux only).
+//! the slack set to 1 ns on that thread (Linux only: `ioman::Builder::timer_slack` for
+//! ioman's loop thread, `ioman_poll::set_timer_slack` for the others).
 //! Nothing here is a criterion benchmark: it prints a table of p50, p99 and max lateness.
 //!
 //! Lateness depends on the machine's load: run it on a quiet machine.
@@ -72,21 +73,9 @@ fn delays(n: usize) -> Vec<Duration> {
         .collect()
 }
 
-/// Sets the calling thread's timer slack to `ns` nanoseconds; returns the slack before.
-#[cfg(target_os = "linux")]
-fn set_timer_slack(ns: u64) -> u64 {
-    // SAFETY: PR_GET_TIMERSLACK and PR_SET_TIMERSLACK take no pointers; they read and
-    // write the calling thread's timer slack and nothing else.
-    unsafe {
-        let old = libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0);
-        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0);
-        old.max(0) as u64
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_timer_slack(_ns: u64) -> u64 {
-    0
+/// Sets the calling thread's timer slack to `ns` nanoseconds (Linux; elsewhere nothing).
+fn set_timer_slack(ns: u64) {
+    let _ = ioman_poll::set_timer_slack(Duration::from_nanos(ns));
 }
 
 /// Lateness samples in nanoseconds, one per timer.
@@ -132,16 +121,15 @@ fn summary(samples: &Samples) -> (f64, f64, f64, usize, usize) {
 }
 
 fn ioman(delays: &[Duration], slack: Option<u64>) -> Samples {
-    let mgr = Arc::new(EventManager::new().expect("manager"));
+    let mut builder = EventManager::builder();
+    if let Some(ns) = slack {
+        builder = builder.timer_slack(Duration::from_nanos(ns));
+    }
+    let mgr = Arc::new(builder.build().expect("manager"));
     let samples = Arc::new(Samples::default());
     let looper = {
         let mgr = Arc::clone(&mgr);
-        thread::spawn(move || {
-            if let Some(ns) = slack {
-                set_timer_slack(ns);
-            }
-            mgr.run()
-        })
+        thread::spawn(move || mgr.run())
     };
     // Let the loop block once before the first registration.
     thread::sleep(Duration::from_millis(5));
@@ -246,13 +234,7 @@ fn main() {
         return;
     };
     let delays = delays(n);
-    let default_slack = thread::spawn(|| {
-        let old = set_timer_slack(50_000);
-        set_timer_slack(old);
-        old
-    })
-    .join()
-    .unwrap_or(0);
+    let default_slack = ioman_poll::timer_slack().map_or(0, |d| d.as_nanos() as u64);
     println!(
         "timer lateness, µs ({n} timers, 1–20 ms, one registered every {} µs; default timer slack {} µs)",
         GAP.as_micros(),

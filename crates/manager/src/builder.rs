@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ioman_poll::{Backend, DefaultBackend, Interest, Mode};
 use ioman_timers::{Clock, MonotonicClock, TimerQueue};
@@ -48,6 +49,7 @@ pub struct Builder<B: Backend + 'static = DefaultBackend> {
     wakeup: Option<Wakeup>,
     clock: Arc<dyn Clock>,
     panic_hook: PanicHook,
+    timer_slack: Option<Duration>,
 }
 
 impl Builder<DefaultBackend> {
@@ -59,6 +61,7 @@ impl Builder<DefaultBackend> {
             wakeup: None,
             clock: Arc::new(MonotonicClock),
             panic_hook: Arc::new(default_panic_hook),
+            timer_slack: None,
         }
     }
 }
@@ -77,6 +80,7 @@ impl<B: Backend + 'static> Builder<B> {
             wakeup: self.wakeup,
             clock: self.clock,
             panic_hook: self.panic_hook,
+            timer_slack: self.timer_slack,
         }
     }
 
@@ -102,12 +106,56 @@ impl<B: Backend + 'static> Builder<B> {
         self
     }
 
+    /// Sets the timer slack of the thread that runs the loop ([`run`](EventManager::run)'s
+    /// caller, from then on, or [`spawn`](EventManager::spawn)'s thread) to `slack`, with
+    /// [`ioman_poll::set_timer_slack`]: how much later than its deadline the kernel may end
+    /// the loop's timed wait. Linux's default, 50 µs, is most of a timeout's lateness (the
+    /// `lateness` bench of `ioman-bench`); 1 ns, the least, lets timeouts fire within the
+    /// loop's own wakeup and dispatch time, at the cost of wakeups the kernel would have
+    /// batched. A thread driving the manager with [`step`](EventManager::step) sets its own.
+    ///
+    /// Off by default: the thread keeps the slack it has. On targets without the setting
+    /// (every one but Linux and Android) [`build`](Self::build) fails with
+    /// [`Unsupported`](io::ErrorKind::Unsupported).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// use std::sync::{mpsc, Arc};
+    /// use std::time::Duration;
+    ///
+    /// let manager = Arc::new(
+    ///     ioman::EventManager::builder()
+    ///         .timer_slack(Duration::from_nanos(1))
+    ///         .build()?,
+    /// );
+    /// let _loop = manager.spawn()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// manager.register_timeout(Duration::ZERO, move |_| {
+    ///     tx.send(ioman_poll::timer_slack().unwrap()).unwrap();
+    /// })?;
+    /// assert_eq!(rx.recv().unwrap(), Duration::from_nanos(1)); // on the loop thread
+    /// # }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn timer_slack(mut self, slack: Duration) -> Self {
+        self.timer_slack = Some(slack);
+        self
+    }
+
     /// Builds the manager: creates the backend and the wakeup and registers the wakeup's fd.
     ///
     /// # Errors
     ///
-    /// When the backend or the wakeup cannot be created or registered (`EMFILE`, `ENOMEM`).
+    /// When the backend or the wakeup cannot be created or registered (`EMFILE`, `ENOMEM`);
+    /// [`Unsupported`](io::ErrorKind::Unsupported) for a [`timer_slack`](Self::timer_slack)
+    /// where the target has none.
     pub fn build(self) -> io::Result<EventManager<B>> {
+        if self.timer_slack.is_some() {
+            // Says now, not at the loop's start, where the setting does not exist.
+            ioman_poll::timer_slack()?;
+        }
         let backend = (self.backend)()?;
         let wakeup = match self.wakeup {
             Some(w) => w,
@@ -131,6 +179,7 @@ impl<B: Backend + 'static> Builder<B> {
             panic_hook: self.panic_hook,
             counters: Counters::default(),
             calls: Default::default(),
+            timer_slack: self.timer_slack,
         })
     }
 }
@@ -139,6 +188,7 @@ impl<B: Backend + 'static> fmt::Debug for Builder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("wakeup", &self.wakeup)
+            .field("timer_slack", &self.timer_slack)
             .finish_non_exhaustive()
     }
 }

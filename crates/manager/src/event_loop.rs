@@ -168,14 +168,15 @@ impl<B: Backend + 'static> EventManager<B> {
 
     /// The loop of `run` and `spawn`: iterates until shutdown.
     fn run_loop(&self, mut ls: MutexGuard<'_, LoopState<B>>) -> io::Result<()> {
-        let result = loop {
+        let slack = self.timer_slack.map_or(Ok(()), ioman_poll::set_timer_slack);
+        let result = slack.and_then(|()| loop {
             if self.is_shut_down() {
                 break Ok(());
             }
             if let Err(e) = self.iterate(&mut ls, None) {
                 break Err(e);
             }
-        };
+        });
         drop(ls);
         self.running.store(false, Ordering::SeqCst);
         self.leave();

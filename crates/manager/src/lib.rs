@@ -347,6 +347,8 @@ pub struct EventManager<B: Backend + 'static = DefaultBackend> {
     panic_hook: PanicHook,
     counters: event_loop::Counters,
     calls: KernelCalls,
+    /// Set on the loop's thread when `run` starts (`Builder::timer_slack`).
+    timer_slack: Option<std::time::Duration>,
 }
 
 impl EventManager<DefaultBackend> {

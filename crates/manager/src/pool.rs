@@ -153,6 +153,7 @@ pub struct PoolBuilder<B: Backend + 'static = DefaultBackend> {
     clock: Arc<dyn Clock>,
     panic_hook: Option<PanicHook>,
     on_loop_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    timer_slack: Option<Duration>,
 }
 
 impl Pool<DefaultBackend> {
@@ -173,6 +174,7 @@ impl Pool<DefaultBackend> {
             clock: Arc::new(MonotonicClock),
             panic_hook: None,
             on_loop_start: None,
+            timer_slack: None,
         }
     }
 }
@@ -195,6 +197,7 @@ impl<B: Backend + 'static> PoolBuilder<B> {
             clock: self.clock,
             panic_hook: self.panic_hook,
             on_loop_start: self.on_loop_start,
+            timer_slack: self.timer_slack,
         }
     }
 
@@ -217,12 +220,19 @@ impl<B: Backend + 'static> PoolBuilder<B> {
         self
     }
 
+    /// Sets every loop thread's timer slack ([`Builder::timer_slack`]).
+    pub fn timer_slack(mut self, slack: Duration) -> Self {
+        self.timer_slack = Some(slack);
+        self
+    }
+
     /// Creates the managers and starts their loops.
     ///
     /// # Errors
     ///
     /// When a backend, a wakeup or a thread cannot be created (the managers already started
-    /// are shut down).
+    /// are shut down); [`Unsupported`](io::ErrorKind::Unsupported) for a
+    /// [`timer_slack`](Self::timer_slack) where the target has none.
     pub fn build(self) -> io::Result<Pool<B>> {
         let mut managers = Vec::with_capacity(self.threads);
         for _ in 0..self.threads {
@@ -233,6 +243,9 @@ impl<B: Backend + 'static> PoolBuilder<B> {
             if let Some(h) = &self.panic_hook {
                 let h = Arc::clone(h);
                 b = b.panic_hook(move |p| h(p));
+            }
+            if let Some(slack) = self.timer_slack {
+                b = b.timer_slack(slack);
             }
             managers.push(Arc::new(b.build()?));
         }
@@ -515,6 +528,7 @@ impl<B: Backend + 'static> fmt::Debug for PoolBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("threads", &self.threads)
+            .field("timer_slack", &self.timer_slack)
             .finish_non_exhaustive()
     }
 }

@@ -199,6 +199,44 @@ pub use sys::epoll::Epoll;
 pub use sys::kqueue::Kqueue;
 pub use sys::poll::PosixPoll;
 
+/// Sets the calling thread's timer slack: how much later than asked the kernel may end this
+/// thread's timed waits (`epoll_wait`, `poll`, `nanosleep`), to batch wakeups. Linux's
+/// default is 50 µs, which is then most of a timer's lateness; a loop thread that wants its
+/// timers on time sets a smaller one (1 ns is the least). [`Duration::ZERO`] restores the
+/// thread's default (what it inherited when created); a slack above `i32::MAX` nanoseconds
+/// (about 2.1 s, the most [`timer_slack`] can read back) saturates there. The setting is per thread: call it on the thread that waits
+/// (`ioman::Builder::timer_slack` does it on a manager's loop thread).
+///
+/// # Errors
+///
+/// [`Unsupported`](io::ErrorKind::Unsupported) where there is no such setting (every
+/// target but Linux and Android); the `prctl` error otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[cfg(target_os = "linux")] {
+/// ioman_poll::set_timer_slack(Duration::from_nanos(1))?;
+/// assert_eq!(ioman_poll::timer_slack()?, Duration::from_nanos(1));
+/// ioman_poll::set_timer_slack(Duration::ZERO)?; // back to the default
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_timer_slack(slack: Duration) -> io::Result<()> {
+    sys::slack::set(slack)
+}
+
+/// The calling thread's timer slack (see [`set_timer_slack`]).
+///
+/// # Errors
+///
+/// [`Unsupported`](io::ErrorKind::Unsupported) on every target but Linux and Android.
+pub fn timer_slack() -> io::Result<Duration> {
+    sys::slack::get()
+}
+
 /// The best backend for the target: here [`Epoll`], as on every Linux and Android (`Kqueue`
 /// on macOS, iOS and the BSDs, [`PosixPoll`] on other Unix systems).
 #[cfg(ioman_epoll)]

@@ -32,6 +32,7 @@ pub(crate) mod epoll;
 #[cfg(ioman_kqueue)]
 pub(crate) mod kqueue;
 pub(crate) mod poll;
+pub(crate) mod slack;
 
 // The entries of `Events`, as the kernel writes them: `struct epoll_event` on Linux (read in
 // place by `Event`'s accessors), the same shape elsewhere, where the backends translate
