@@ -27,8 +27,9 @@ const LEVEL_BITS: u32 = 6;
 const SLOTS: usize = 1 << LEVEL_BITS;
 /// Enough levels for `u64::MAX` nanoseconds: 20 + 6 × 8 = 68 bits.
 const LEVELS: usize = 8;
-/// Entries per chunk: a chunk is 128 bytes, two cache lines.
-const CHUNK: usize = 7;
+/// Entries per chunk: a chunk is 256 bytes, four cache lines, 17 bytes an entry (7 in 128
+/// bytes cost 18.3 and a new chunk twice as often, measured in the timers benchmark).
+const CHUNK: usize = 15;
 /// Ends a chain of chunks.
 const NIL: u32 = u32::MAX;
 
@@ -131,24 +132,25 @@ impl Wheel {
     #[inline(never)]
     fn insert_in_new_chunk(&mut self, level: usize, slot: usize, e: u128) {
         let next = self.heads[level][slot];
-        let mut chunk = Chunk {
-            entries: [0; CHUNK],
-            len: 1,
-            next,
-        };
-        chunk.entries[0] = e;
         let index = match self.pool.get_mut(self.free as usize) {
             Some(c) => {
+                // A free chunk's entries are stale, not read past `len`: write one.
                 let index = self.free;
                 self.free = c.next;
-                *c = chunk;
+                c.entries[0] = e;
+                c.len = 1;
+                c.next = next;
                 index
             }
             None => {
                 // Chunk indices are below `u32::MAX`: the pool holds one chunk per
                 // CHUNK entries at most, and entries are bounded by twice the timers
                 // plus half the slab, itself below `u32::MAX` slots.
-                self.pool.push(chunk);
+                self.pool.push(Chunk {
+                    entries: [e; CHUNK],
+                    len: 1,
+                    next,
+                });
                 (self.pool.len() - 1) as u32
             }
         };
