@@ -84,13 +84,30 @@ impl Heap {
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<u128> {
         let last = self.v.pop()?;
-        match self.v.first().copied() {
-            Some(top) => {
-                Self::sink(&mut self.v, last);
-                Some(top)
+        let (root, rest) = match self.v.split_first_mut() {
+            Some((root, rest)) => (root, rest),
+            None => return Some(last),
+        };
+        let top = *root;
+        if rest.len() <= ARITY {
+            // Every other entry is a child of the root, and a leaf: the smallest of
+            // them and `last` takes the root, and if that is a child, `last` takes the
+            // child's place. (The queue's heap holds about a millisecond of timers,
+            // often this few.)
+            let (mut smallest, mut at) = (last, usize::MAX);
+            for (i, &c) in rest.iter().enumerate() {
+                if lt(c, smallest) {
+                    (smallest, at) = (c, i);
+                }
             }
-            None => Some(last),
+            *root = smallest;
+            if let Some(place) = rest.get_mut(at) {
+                *place = last;
+            }
+        } else {
+            Self::sink(&mut self.v, last);
         }
+        Some(top)
     }
 
     /// Replaces the smallest entry by `e`, which must not be smaller (a timer re-filed at

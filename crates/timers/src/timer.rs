@@ -2,35 +2,39 @@
 //! (the future) and a heap (the near present).
 //!
 //! Each timer lives in a slot of the slab (its real deadline, its tie, the generation of
-//! its key, its value) and is filed under an entry `(filed deadline, tie, slot)`, packed
-//! in a `u128` (see `heap`). Entries due before the wheel's `elapsed` line are in the
-//! heap, which orders them exactly; the others sit unordered in the buckets of a
-//! hierarchical wheel (see `wheel`) until the queue needs them, when a bucket is poured
-//! into the heap (level 0) or filed lower (higher levels). Nothing points from the slab
-//! to an entry, so no operation pays for keeping a back-index up to date, and:
+//! its key, its value). Timers due before the wheel's `elapsed` line are in the heap,
+//! under an entry `(deadline, tie, slot)` packed in a `u128` (see `heap`), which orders
+//! them exactly; the others sit unordered in the buckets of a hierarchical wheel (see
+//! `wheel`), under an 8-byte entry that names the slot and the deadline's millisecond,
+//! until the queue needs them: a level-0 bucket is poured into the heap, each timer read
+//! from its slot; a higher bucket is filed lower. Nothing points from the slab to an
+//! entry, so no operation pays for keeping a back-index up to date, and:
 //!
 //! - **register** files one entry: a push onto a wheel bucket, O(1), or onto the heap when
 //!   the deadline is before `elapsed`;
 //! - **cancel** empties the slot and leaves the entry behind, dead: O(1);
 //! - **moving later** rewrites the slot's deadline only, O(1): the entry stays filed
-//!   earlier than the real deadline, and when it reaches the top of the heap it is filed
-//!   again there;
+//!   earlier than the real deadline, and when its bucket is poured, or it reaches the top
+//!   of the heap, it is filed again;
 //! - **moving earlier** files one more entry at the new deadline; the old one is found
 //!   dead or moved when it surfaces.
 //!
-//! An entry is live when its slot is occupied by the timer with its tie (ties come from
-//! one counter, so a reused slot is never confused with its previous timer). Dead entries
-//! are dropped when they surface, and the queue is rebuilt (every live timer filed once,
-//! at its real deadline) when dead entries outnumber live timers, so the entries never
-//! number more than about twice the live timers (plus 1/64 of the slab, plus 64). A timer
-//! that never fires has no entry at all.
+//! A heap entry is live when its slot is occupied by the timer with its tie (ties come
+//! from one counter, so a reused slot is never confused with its previous timer). A wheel
+//! entry names only a slot: a pour drops it if the slot is vacant and otherwise files the
+//! slot's timer by its real deadline, so an entry left by a cancelled timer whose slot
+//! was reused at worst duplicates the new timer's own entry, and the duplicate is dead
+//! once the timer fires. Dead entries are dropped when they surface, and the queue is
+//! rebuilt (every live timer filed once, at its real deadline) when entries outnumber
+//! twice the live timers, so the entries never number more than about twice the live
+//! timers (plus 1/64 of the slab, plus 64). A timer that never fires has no entry at all.
 //!
-//! Invariant: every live timer that can fire has a live entry filed at or before its
-//! real deadline, and every heap entry is due before every wheel entry. Expiring looks at
-//! the heap's top (pouring the wheel's earliest bucket in when the heap is empty): a live
-//! entry filed before its timer's deadline is filed again, one filed at it fires. The
-//! heap pops in (deadline, tie) order, so equal deadlines fire in registration order,
-//! whatever the updates in between.
+//! Invariant: every live timer that can fire has an entry of its own filed at or before
+//! its real deadline, and every heap entry is due before every wheel entry. Expiring
+//! looks at the heap's top (pouring the wheel's earliest bucket in when the heap is
+//! empty): a live entry filed before its timer's deadline is filed again, one filed at it
+//! fires. The heap pops in (deadline, tie) order, so equal deadlines fire in registration
+//! order, whatever the updates in between.
 
 use std::fmt;
 use std::iter::FusedIterator;
@@ -126,9 +130,10 @@ fn vacant_generation(word: u64) -> u32 {
 /// O(log h) otherwise. Cancelled and moved timers leave their entries behind until those
 /// surface or the queue rebuilds, which it does when dead entries outnumber live timers
 /// (O(n), amortised over the cancels that made them), so memory stays within a constant
-/// factor of the live count. `len` is exact at all times. A live timer costs one 16-byte
-/// entry (plus a fifteenth for the wheel's chunks) and one slot (24 bytes for a `u64`
-/// value, 32 for a boxed closure on 64-bit targets).
+/// factor of the live count. `len` is exact at all times. A live timer costs one slot (24
+/// bytes for a `u64` value, 32 for a boxed closure on 64-bit targets) and one 8-byte
+/// wheel entry (plus a 31st of a 256-byte chunk's header; a 16-byte heap entry instead
+/// in the millisecond before it fires): 32 bytes for a `u64` value.
 ///
 /// # Examples
 ///
@@ -162,6 +167,8 @@ pub struct TimerQueue<T, C: Clock = MonotonicClock> {
     live: usize,
     /// Heap size past which a registration rebuilds (see `file`).
     heap_limit: usize,
+    /// The slots a pour files again in the wheel (kept for its allocation).
+    again: Vec<u32>,
     epoch: Epoch,
     clock: C,
 }
@@ -207,6 +214,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
             next_tie: NonZeroU32::MIN,
             live: 0,
             heap_limit: 64,
+            again: Vec::new(),
             epoch,
             clock,
         }
@@ -353,7 +361,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
         let d = heap::deadline(e);
         if d >= self.wheel.elapsed() {
             if d != NEVER {
-                self.wheel.insert(e);
+                self.wheel.insert(d, heap::slot(e));
             }
         } else {
             self.heap.push(e);
@@ -518,16 +526,45 @@ impl<T, C: Clock> TimerQueue<T, C> {
             self.heap.pop();
             // A timer moved to never is left unfiled.
             if heap::deadline(e) != NEVER {
-                self.wheel.insert(e);
+                self.wheel.insert(heap::deadline(e), heap::slot(e));
             }
         }
     }
 
-    /// Empties the wheel's earliest bucket into the heap or lower in the wheel.
+    /// Empties the wheel's earliest bucket into the heap or lower in the wheel. Each
+    /// timer of a level-0 bucket is read here: a cancelled one is dropped, one moved past
+    /// the bucket is filed again in the wheel (unless it now never fires), and the rest
+    /// go onto the heap, ordered by deadline and tie.
+    ///
+    /// A timer due before the bucket is not dropped here, though the entry is not its
+    /// own: only `expire` and `settle` pour, when the heap is empty, so a live timer's
+    /// own entry, at or before its deadline, is in this bucket or a later one, and no
+    /// such timer is left but one reached through a bucket of a higher level cascading
+    /// after this one; that one's entry goes onto the heap as a duplicate, dead once the
+    /// first of the two fires.
     #[inline(never)]
     fn pour(&mut self, bucket: Bucket) {
-        let heap = &mut self.heap;
-        self.wheel.take(bucket, |e| heap.push(e));
+        let (heap, slots, again) = (&mut self.heap, &self.slots, &mut self.again);
+        self.wheel.take(bucket, &mut |index, line| {
+            let Some(s) = slots.get(index as usize) else {
+                return;
+            };
+            let Some(timer) = &s.timer else {
+                return;
+            };
+            if s.deadline < line {
+                heap.push(heap::pack(s.deadline, timer.tie.get(), index));
+            } else {
+                again.push(index);
+            }
+        });
+        while let Some(index) = self.again.pop() {
+            if let Some(s) = self.slots.get(index as usize) {
+                if s.deadline != NEVER {
+                    self.wheel.insert(s.deadline, index);
+                }
+            }
+        }
     }
 
     /// What the top entry `e` is.
@@ -660,15 +697,16 @@ impl<T, C: Clock> TimerQueue<T, C> {
         // A timer moved earlier can have several live entries: keep the first one seen.
         let mut seen = vec![0u64; slots.len().div_ceil(64)];
         let mut live = Vec::with_capacity(self.live);
-        let mut keep = |e: u128| {
-            let index = heap::slot(e);
+        // Every entry that names an occupied slot keeps its timer (each live timer has
+        // an entry of its own, so none is lost and none is taken twice).
+        let mut keep = |index: u32| {
             let Some(s) = slots.get(index as usize) else {
                 return;
             };
             let Some(tie) = s.timer.as_ref().map(|t| t.tie.get()) else {
                 return;
             };
-            if tie != heap::tie(e) || s.deadline == NEVER {
+            if s.deadline == NEVER {
                 return;
             }
             let bit = 1u64 << (index % 64);
@@ -679,8 +717,12 @@ impl<T, C: Clock> TimerQueue<T, C> {
                 }
             }
         };
-        self.heap.entries().iter().copied().for_each(&mut keep);
-        self.wheel.entries().for_each(&mut keep);
+        self.heap
+            .entries()
+            .iter()
+            .map(|&e| heap::slot(e))
+            .for_each(&mut keep);
+        self.wheel.slots().for_each(&mut keep);
         self.heap.clear();
         self.wheel.clear(live.len());
         let now = self.now_ticks();
@@ -691,7 +733,7 @@ impl<T, C: Clock> TimerQueue<T, C> {
             if heap::deadline(e) < elapsed {
                 near.push(e);
             } else {
-                self.wheel.insert(e);
+                self.wheel.insert(heap::deadline(e), heap::slot(e));
             }
         }
         self.heap.assign(near);
@@ -721,7 +763,6 @@ impl<T, C: Clock> TimerQueue<T, C> {
         let rerank =
             |e: u128| heap::pack(heap::deadline(e), rank(heap::tie(e)).get(), heap::slot(e));
         self.heap.remap(rerank);
-        self.wheel.remap(rerank);
         for t in self.slots.iter_mut().filter_map(|s| s.timer.as_mut()) {
             t.tie = rank(t.tie.get());
         }
@@ -769,20 +810,24 @@ impl<T, C: Clock> TimerQueue<T, C> {
             ));
         }
         let mut filed = vec![false; self.slots.len()];
-        for e in self
+        // A heap entry is a timer's own if it carries its tie; a wheel entry names a
+        // slot only, and counts if it is not later than the slot's timer.
+        let heap = self
             .heap
             .entries()
             .iter()
-            .copied()
-            .chain(self.wheel.entries())
-        {
-            let index = heap::slot(e) as usize;
+            .map(|&e| (heap::slot(e), heap::deadline(e), Some(heap::tie(e))));
+        let wheel = self.wheel.entries().map(|(slot, at)| (slot, at, None));
+        for (index, at, tie) in heap.chain(wheel) {
+            let index = index as usize;
             let s = self
                 .slots
                 .get(index)
-                .ok_or_else(|| format!("heap entry names slot {index} out of range"))?;
-            let tie = s.timer.as_ref().map(|t| t.tie.get());
-            if tie == Some(heap::tie(e)) && heap::deadline(e) <= s.deadline {
+                .ok_or_else(|| format!("an entry names slot {index} out of range"))?;
+            let Some(timer) = &s.timer else {
+                continue;
+            };
+            if tie.is_none_or(|t| t == timer.tie.get()) && at <= s.deadline {
                 filed[index] = true;
             }
         }
