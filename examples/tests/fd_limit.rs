@@ -35,6 +35,23 @@ fn child_server() {
 }
 
 /// The child's CPU time (user + system), in clock ticks.
+/// What the child printed after `tag` on the first line that has it; panics if the child's
+/// output ends first. (libtest prints the test's name on the same line, before what the
+/// test prints.)
+fn after_tag(out: &mut impl BufRead, tag: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child's output ended before {tag:?}"
+        );
+        if let Some((_, rest)) = line.trim().split_once(tag) {
+            return rest.to_string();
+        }
+    }
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
@@ -63,18 +80,7 @@ fn refuses_at_the_fd_limit_without_spinning() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the child ended early"
-        );
-        // libtest prints the test's name on the same line, before what the test prints.
-        if let Some((_, a)) = line.trim().split_once("addr ") {
-            break a.parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
+    let addr: std::net::SocketAddr = after_tag(&mut out, "addr ").parse().unwrap();
     // More connections than the child has fds for: they wait in its accept queue, and it
     // takes what it can, then refuses the rest with its spare fd.
     let clients: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -103,17 +109,11 @@ fn refuses_at_the_fd_limit_without_spinning() {
     }
     assert!(Instant::now() < deadline);
     drop(child.stdin.take()); // the child prints its counts and exits
-    let stats = loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "no stats from the child"
-        );
-        if let Some((_, s)) = line.trim().split_once("stats ") {
-            let v: Vec<u64> = s.split(' ').map(|x| x.parse().unwrap()).collect();
-            break (v[0], v[1], v[2]);
-        }
-    };
+    let stats: Vec<u64> = after_tag(&mut out, "stats ")
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let stats = (stats[0], stats[1], stats[2]);
     assert!(child.wait().unwrap().success());
     assert!(
         served >= 1 && refused >= 1,

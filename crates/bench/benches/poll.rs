@@ -125,6 +125,27 @@ impl Pairs {
     }
 }
 
+/// A `polling` poller with every reader of `pairs` added level-triggered (key: its index),
+/// and room for `CAPACITY` events. The caller drops the poller before the pairs.
+fn polling_level(pairs: &Pairs) -> (polling::Poller, polling::Events) {
+    let poller = polling::Poller::new().expect("polling");
+    for (i, r) in pairs.readers.iter().enumerate() {
+        // SAFETY: the fd stays open until the poller is dropped: every caller drops the
+        // poller before `pairs`.
+        unsafe {
+            poller.add_with_mode(
+                r.as_raw_fd(),
+                polling::Event::readable(i),
+                polling::PollMode::Level,
+            )
+        }
+        .expect("polling add");
+    }
+    let events =
+        polling::Events::with_capacity(std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"));
+    (poller, events)
+}
+
 fn ms() -> Vec<usize> {
     std::env::var("IOMAN_BENCH_POLL_M")
         .unwrap_or_else(|_| "100,9000".into())
@@ -247,22 +268,8 @@ fn poll_round(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("polling", m), |b| {
                 let (poller, pairs, events) = state.get_or_insert_with(|| {
                     let pairs = Pairs::new(m);
-                    let poller = polling::Poller::new().expect("polling");
-                    for (i, r) in pairs.readers.iter().enumerate() {
-                        // SAFETY: the fd stays open until after it is deleted: the poller is
-                        // dropped first (it comes before the pairs in `state`).
-                        unsafe {
-                            poller.add_with_mode(
-                                r.as_raw_fd(),
-                                polling::Event::readable(i),
-                                polling::PollMode::Level,
-                            )
-                        }
-                        .expect("polling add");
-                    }
-                    let events = polling::Events::with_capacity(
-                        std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
-                    );
+                    // The poller is dropped first: it comes before the pairs in `state`.
+                    let (poller, events) = polling_level(&pairs);
                     (poller, pairs, events)
                 });
                 b.iter(|| {
@@ -500,21 +507,8 @@ fn count(spec: &str) {
             }
         }
         "polling" => {
-            let poller = polling::Poller::new().expect("polling");
-            for (i, r) in pairs.readers.iter().enumerate() {
-                // SAFETY: the fd stays open until after the poller is dropped (below).
-                unsafe {
-                    poller.add_with_mode(
-                        r.as_raw_fd(),
-                        polling::Event::readable(i),
-                        polling::PollMode::Level,
-                    )
-                }
-                .expect("polling add");
-            }
-            let mut events = polling::Events::with_capacity(
-                std::num::NonZeroUsize::new(CAPACITY).expect("nonzero"),
-            );
+            // The poller is dropped before the pairs (below).
+            let (poller, mut events) = polling_level(&pairs);
             for round in 0..COUNT_ROUNDS {
                 poke(round);
                 let s = measured(|| {
